@@ -1,0 +1,125 @@
+using System.ComponentModel.DataAnnotations;
+using Cortensor.Portal.Fleet.Prompts;
+
+namespace Cortensor.Portal.Fleet.Configuration;
+
+/// <summary>
+/// Routers, pools and the public model catalog. Bound from configuration (section <c>Cortensor:Fleet</c> in the host).
+/// Dictionary keys are ids: router id, pool name, public model alias.
+/// </summary>
+public sealed class FleetOptions
+{
+    public const string SectionName = "Cortensor:Fleet";
+
+    public Dictionary<string, RouterOptions> Routers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    public Dictionary<string, PoolOptions> Pools { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Public model catalog: alias → pool and limits. Only aliases are ever shown to customers.</summary>
+    public Dictionary<string, ModelOptions> Models { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+}
+
+/// <summary>Which wire protocol a router speaks.</summary>
+public enum RouterProtocol
+{
+    /// <summary>Cortensor router REST API: <c>POST /api/v{n}/completions[/{sessionId}]</c>.</summary>
+    Cortensor,
+
+    /// <summary>An OpenAI-compatible upstream (vLLM, llama.cpp server, Ollama): <c>POST /v1/chat/completions</c>.</summary>
+    OpenAICompatible,
+}
+
+public sealed class RouterOptions
+{
+    /// <summary>Base URL, for example <c>http://10.0.0.5:5010</c>. Not needed when <see cref="Simulated"/> is set.</summary>
+    public Uri? BaseUrl { get; set; }
+
+    /// <summary>Router bearer key. Never sent to customers, never logged.</summary>
+    public string? ApiKey { get; set; }
+
+    public RouterProtocol Protocol { get; set; } = RouterProtocol.Cortensor;
+
+    /// <summary>Router API version segment for Cortensor routers. <value>The default value is <c>v1</c>.</value></summary>
+    [RegularExpression("^v[1-9][0-9]?$")]
+    public string ApiVersion { get; set; } = "v1";
+
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Served by the built-in router simulator that the host starts on a loopback port.</summary>
+    public bool Simulated { get; set; }
+}
+
+public sealed class PoolOptions
+{
+    public List<PoolMemberOptions> Members { get; set; } = [];
+
+    public PromptFormat PromptFormat { get; set; } = PromptFormat.ChatML;
+
+    /// <summary>Router <c>prompt_type</c>. When unset: 1 (raw) when this pool templates the prompt itself, else 0.</summary>
+    public int? PromptType { get; set; }
+
+    /// <summary>Router-side task timeout sent as <c>timeout</c>. <value>The default value is 120.</value></summary>
+    [Range(1, 900)]
+    public int TaskTimeoutSeconds { get; set; } = 120;
+
+    /// <summary>Sent as <c>precommit_timeout</c> only when set.</summary>
+    [Range(1, 900)]
+    public int? PrecommitTimeoutSeconds { get; set; }
+
+    /// <summary>Added to the task timeout (and precommit timeout) to get the HTTP timeout. <value>The default value is 30.</value></summary>
+    [Range(0, 600)]
+    public int HttpTimeoutSlackSeconds { get; set; } = 30;
+
+    /// <summary>Upstream model name for OpenAI-compatible routers (ignored by Cortensor routers).</summary>
+    public string? UpstreamModel { get; set; }
+
+    public SamplingDefaults Defaults { get; set; } = new();
+
+    public bool Enabled { get; set; } = true;
+}
+
+public sealed class PoolMemberOptions
+{
+    /// <summary>Router id (a key of <see cref="FleetOptions.Routers"/>).</summary>
+    [Required]
+    public string Router { get; set; } = "";
+
+    /// <summary>Cortensor session id. Required for Cortensor routers; unused for OpenAI-compatible ones.</summary>
+    public long? SessionId { get; set; }
+
+    public bool Enabled { get; set; } = true;
+}
+
+/// <summary>Sampling values used when the request leaves them out.</summary>
+public sealed class SamplingDefaults
+{
+    public int MaxTokens { get; set; } = 512;
+
+    public double? Temperature { get; set; }
+
+    public double? TopP { get; set; }
+
+    public int? TopK { get; set; }
+}
+
+public sealed class ModelOptions
+{
+    /// <summary>Pool name (a key of <see cref="FleetOptions.Pools"/>).</summary>
+    [Required]
+    public string Pool { get; set; } = "";
+
+    /// <summary>Context window in tokens.</summary>
+    [Range(1, 10_000_000)]
+    public int ContextTokens { get; set; } = 8192;
+
+    /// <summary>Largest completion a request may ask for.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxOutputTokens { get; set; } = 4096;
+
+    public bool Enabled { get; set; } = true;
+
+    public string OwnedBy { get; set; } = "cortensor";
+
+    /// <summary>Shown as <c>created</c> in <c>/v1/models</c> (Unix seconds). <value>The default is 2026-01-01.</value></summary>
+    public long Created { get; set; } = 1_767_225_600;
+}

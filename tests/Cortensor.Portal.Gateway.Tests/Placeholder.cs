@@ -1,0 +1,1 @@
+namespace Cortensor.Portal.Gateway.Tests;
