@@ -1,0 +1,40 @@
+using Cortensor.Portal.Fleet.Routing;
+using Cortensor.Portal.Gateway.Authentication;
+using Cortensor.Portal.Gateway.Errors;
+using Cortensor.Portal.Gateway.OpenAI;
+using Microsoft.AspNetCore.Http;
+
+namespace Cortensor.Portal.Gateway.Endpoints;
+
+/// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c> and <c>GET /health</c>: public aliases only, never pools or sessions.</summary>
+internal static class ModelsEndpoints
+{
+    public static async Task ListAsync(HttpContext context, ApiKeyAuthenticator authenticator, IModelCatalog catalog)
+    {
+        var principal = await authenticator.AuthenticateAsync(context);
+        var data = catalog.Models.Where(m => principal.IsModelAllowed(m.Alias)).Select(ToDto).ToArray();
+        await context.Response.WriteAsJsonAsync(new ModelListDto("list", data), GatewayJsonContext.Default.ModelListDto, "application/json", context.RequestAborted);
+    }
+
+    public static async Task GetAsync(HttpContext context, string id, ApiKeyAuthenticator authenticator, IModelCatalog catalog)
+    {
+        var principal = await authenticator.AuthenticateAsync(context);
+        var alias = Uri.UnescapeDataString(id);
+        if (!catalog.TryGetModel(alias, out var model) || !principal.IsModelAllowed(model.Alias))
+        {
+            throw new GatewayException(GatewayError.ModelNotFound(alias));
+        }
+
+        await context.Response.WriteAsJsonAsync(ToDto(model), GatewayJsonContext.Default.ModelDto, "application/json", context.RequestAborted);
+    }
+
+    public static Task HealthAsync(HttpContext context, IModelCatalog catalog)
+        => context.Response.WriteAsJsonAsync(
+            new HealthDto("ok", catalog.Models.Select(m => m.Alias).ToArray()),
+            GatewayJsonContext.Default.HealthDto, "application/json", context.RequestAborted);
+
+    public static Task UnknownRouteAsync(HttpContext context)
+        => throw new GatewayException(GatewayError.NotFoundRoute(context.Request.Path));
+
+    private static ModelDto ToDto(CatalogModel model) => new(model.Alias, "model", model.Created, model.OwnedBy);
+}

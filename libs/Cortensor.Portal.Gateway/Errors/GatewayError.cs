@@ -1,0 +1,132 @@
+using Microsoft.AspNetCore.Http;
+
+namespace Cortensor.Portal.Gateway.Errors;
+
+/// <summary>
+/// A failure the gateway reports to the client, in OpenAI's error shape
+/// (<c>{"error":{"message","type","param","code","request_id"}}</c>) with the status code OpenAI clients expect.
+/// </summary>
+public sealed class GatewayError
+{
+    private GatewayError(int statusCode, string type, string? code, string? param, string message)
+    {
+        StatusCode = statusCode;
+        Type = type;
+        Code = code;
+        Param = param;
+        Message = message;
+    }
+
+    public int StatusCode { get; }
+
+    public string Type { get; }
+
+    public string? Code { get; }
+
+    public string? Param { get; }
+
+    public string Message { get; }
+
+    /// <summary>Seconds for <c>Retry-After</c> (also sent as <c>retry-after-ms</c>), when the client should come back.</summary>
+    public int? RetryAfterSeconds { get; private init; }
+
+    public static GatewayError MissingApiKey() => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", null, null,
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+
+    public static GatewayError NotBearer() => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", null, null,
+        "Missing bearer authentication in header. Use Authorization: Bearer YOUR_KEY.");
+
+    public static GatewayError InvalidApiKey(string maskedKey) => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", "invalid_api_key", null,
+        $"Incorrect API key provided: {maskedKey}. You can find your API keys in the Portal.");
+
+    public static GatewayError RevokedApiKey(string displayPrefix) => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", "api_key_revoked", null,
+        $"The API key {displayPrefix}… has been revoked. Create a new key in the Portal.");
+
+    public static GatewayError ExpiredApiKey(string displayPrefix) => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", "api_key_expired", null,
+        $"The API key {displayPrefix}… has expired. Create a new key in the Portal.");
+
+    public static GatewayError ModelNotFound(string model) => new(
+        StatusCodes.Status404NotFound, "invalid_request_error", "model_not_found", "model",
+        $"The model `{model}` does not exist or you do not have access to it.");
+
+    public static GatewayError ModelNotAllowed(string model) => new(
+        StatusCodes.Status403Forbidden, "invalid_request_error", "model_not_allowed", "model",
+        $"This API key is not allowed to use the model `{model}`.");
+
+    public static GatewayError InvalidJson(string? param, string detail) => new(
+        StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_json", param,
+        $"We could not parse the JSON body of your request. ({detail})");
+
+    public static GatewayError InvalidParameter(string param, string message, string code = "invalid_value") => new(
+        StatusCodes.Status400BadRequest, "invalid_request_error", code, param, message);
+
+    public static GatewayError MissingParameter(string param) => new(
+        StatusCodes.Status400BadRequest, "invalid_request_error", "missing_required_parameter", param,
+        $"Missing required parameter: '{param}'.");
+
+    public static GatewayError Unsupported(string param, string message) => new(
+        StatusCodes.Status400BadRequest, "invalid_request_error", "unsupported_parameter", param, message);
+
+    public static GatewayError ContextLengthExceeded(int limit, int estimated) => new(
+        StatusCodes.Status400BadRequest, "invalid_request_error", "context_length_exceeded", "messages",
+        $"This model's maximum context length is {limit} tokens. However, your messages resulted in about {estimated} tokens. Please reduce the length of the messages.");
+
+    public static GatewayError BodyTooLarge(long limitBytes) => new(
+        StatusCodes.Status413PayloadTooLarge, "invalid_request_error", "request_too_large", null,
+        $"The request body is larger than the limit of {limitBytes} bytes.");
+
+    public static GatewayError NotFoundRoute(string path) => new(
+        StatusCodes.Status404NotFound, "invalid_request_error", "unknown_url", null,
+        $"Unknown request URL: {path}. Please check the URL for typos, and that the base URL ends in /v1.");
+
+    public static GatewayError RouterUnavailable(int retryAfterSeconds) => new(
+        StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "model_unavailable", null,
+        "The model is temporarily unavailable. Please retry shortly.")
+    { RetryAfterSeconds = retryAfterSeconds };
+
+    public static GatewayError RouterTimeout() => new(
+        StatusCodes.Status504GatewayTimeout, "server_error", "upstream_timeout", null,
+        "The model did not answer in time. Please retry, or ask for fewer tokens.");
+
+    public static GatewayError RouterFailed() => new(
+        StatusCodes.Status502BadGateway, "server_error", "upstream_error", null,
+        "The model service returned an error. Please retry.");
+
+    public static GatewayError Internal() => new(
+        StatusCodes.Status500InternalServerError, "server_error", null, null,
+        "The server had an error while processing your request. Sorry about that!");
+}
+
+/// <summary>Thrown inside the pipeline to stop a request with a <see cref="GatewayError"/>.</summary>
+public sealed class GatewayException : Exception
+{
+    public GatewayException()
+        : this(GatewayError.Internal())
+    {
+    }
+
+    public GatewayException(string message)
+        : this(GatewayError.Internal(), message)
+    {
+    }
+
+    public GatewayException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Error = GatewayError.Internal();
+    }
+
+    public GatewayException(GatewayError error, string? message = null)
+        : base(message ?? error?.Message)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        Error = error;
+    }
+
+    public GatewayError Error { get; }
+}

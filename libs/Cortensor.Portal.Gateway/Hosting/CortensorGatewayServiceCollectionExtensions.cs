@@ -1,0 +1,90 @@
+using Cortensor.Portal.Gateway.Authentication;
+using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Gateway.Inference;
+using Cortensor.Portal.Gateway.Telemetry;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+
+#pragma warning disable IDE0130 // Extension methods live where IServiceCollection does, by .NET convention.
+namespace Microsoft.Extensions.DependencyInjection;
+#pragma warning restore IDE0130
+
+/// <summary>Chains gateway features off <see cref="CortensorGatewayServiceCollectionExtensions.AddCortensorGateway(IServiceCollection)"/>.</summary>
+public interface ICortensorGatewayBuilder
+{
+    IServiceCollection Services { get; }
+
+    /// <summary>The fleet (catalog, pools, routers) behind the gateway.</summary>
+    ICortensorFleetBuilder Fleet { get; }
+
+    /// <summary>API keys (format, provider, store).</summary>
+    ICortensorApiKeysBuilder Keys { get; }
+}
+
+public static class CortensorGatewayServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the OpenAI-compatible gateway with its key provider and fleet. With no configuration it serves the
+    /// default catalog from simulated routers and keeps keys in memory. Safe to call more than once.
+    /// </summary>
+    public static ICortensorGatewayBuilder AddCortensorGateway(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+
+        var keys = services.AddCortensorApiKeys();
+        var fleet = services.AddCortensorFleet();
+
+        services.AddOptions<CortensorGatewayOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, CortensorGatewayOptionsValidator>());
+        services.AddMetrics();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<GatewayTelemetry>();
+        services.TryAddSingleton<ApiKeyAuthenticator>();
+        services.TryAddSingleton<InferenceService>();
+        services.TryAddSingleton<GatewayEndpointFilter>();
+        return new GatewayBuilder(services, fleet, keys);
+    }
+
+    /// <summary>Adds the gateway and configures it in one call.</summary>
+    public static ICortensorGatewayBuilder AddCortensorGateway(this IServiceCollection services, Action<CortensorGatewayOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var builder = services.AddCortensorGateway();
+        services.Configure(configure);
+        return builder;
+    }
+
+    /// <summary>
+    /// Binds gateway, fleet and key settings from configuration: sections <c>Cortensor:Gateway</c>,
+    /// <c>Cortensor:Fleet</c> and <c>Cortensor:Keys</c> of <paramref name="configuration"/>.
+    /// </summary>
+    public static ICortensorGatewayBuilder BindConfiguration(this ICortensorGatewayBuilder builder, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configuration);
+        builder.Services.AddOptions<CortensorGatewayOptions>().Bind(configuration.GetSection(CortensorGatewayOptions.SectionName));
+        builder.Fleet.Configure(configuration.GetSection(Cortensor.Portal.Fleet.Configuration.FleetOptions.SectionName));
+        builder.Services.AddOptions<Cortensor.Portal.Keys.Format.ApiKeyFormatOptions>().Bind(configuration.GetSection("Cortensor:Keys"));
+        return builder;
+    }
+
+    /// <summary>
+    /// On start, when no key exists for <see cref="DevelopmentBootstrapOptions.OrgId"/>, issues a <c>pk_test_</c> key
+    /// and prints it once to standard output (never to the logs).
+    /// </summary>
+    public static ICortensorGatewayBuilder AddDevelopmentBootstrap(this ICortensorGatewayBuilder builder, Action<DevelopmentBootstrapOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<DevelopmentBootstrapOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DevelopmentBootstrapService>());
+        return builder;
+    }
+
+    private sealed record GatewayBuilder(IServiceCollection Services, ICortensorFleetBuilder Fleet, ICortensorApiKeysBuilder Keys) : ICortensorGatewayBuilder;
+}

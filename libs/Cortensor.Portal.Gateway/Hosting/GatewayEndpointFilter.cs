@@ -1,0 +1,59 @@
+using Cortensor.Portal.Gateway.Errors;
+using Cortensor.Portal.Gateway.Telemetry;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Cortensor.Portal.Gateway.Hosting;
+
+/// <summary>
+/// Wraps every gateway endpoint: request id on the response, errors in OpenAI's shape, a client that went away
+/// is not an error, one log line and one metric per request. Logs carry ids, never keys or prompts.
+/// </summary>
+internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, TimeProvider time, ILogger<GatewayEndpointFilter> logger) : IEndpointFilter
+{
+    public const string ModelItemKey = "Cortensor.Portal.Model";
+
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
+    {
+        var context = invocation.HttpContext;
+        var requestId = RequestIds.Get(context);
+        var start = time.GetTimestamp();
+        try
+        {
+            var result = await next(invocation);
+            if (result is IResult typed)
+            {
+                await typed.ExecuteAsync(context);
+            }
+        }
+        catch (GatewayException ex)
+        {
+            await ErrorWriter.WriteAsync(context, ex.Error);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client disconnected; the router call was cancelled with it. 499 in logs, as nginx does.
+            context.Response.StatusCode = StatusCodes.Status499ClientClosedRequest;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.Unhandled(logger, requestId, ex);
+            await ErrorWriter.WriteAsync(context, GatewayError.Internal());
+        }
+
+        var elapsed = time.GetElapsedTime(start);
+        var model = context.Items.TryGetValue(ModelItemKey, out var m) ? m as string : null;
+        telemetry.RecordRequest(model, context.Response.StatusCode, elapsed);
+        Log.Completed(logger, requestId, context.Request.Method, context.Request.Path, model, context.Response.StatusCode, elapsed.TotalMilliseconds);
+        return null;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Request {RequestId} {Method} {Path} model={Model} status={Status} in {ElapsedMs:0.0} ms")]
+        public static partial void Completed(ILogger logger, string requestId, string method, string path, string? model, int status, double elapsedMs);
+
+        [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Request {RequestId} failed unexpectedly")]
+        public static partial void Unhandled(ILogger logger, string requestId, Exception exception);
+    }
+}

@@ -1,0 +1,111 @@
+using System.Collections.Frozen;
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Protocols;
+using Cortensor.Portal.Fleet.Routing;
+using Cortensor.Portal.Gateway.Errors;
+using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Keys;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Cortensor.Portal.Gateway.Inference;
+
+/// <summary>A request that passed validation, entitlement and routing: ready to send.</summary>
+internal sealed record RoutedRequest(CatalogModel Model, RouterTarget Target, IRouterProtocolClient Client, RouterCompletionRequest Request);
+
+/// <summary>Model resolution, entitlement, routing, and the mapping of router failures to client errors.</summary>
+internal sealed partial class InferenceService
+{
+    private readonly IModelCatalog _catalog;
+    private readonly IRouterSelector _selector;
+    private readonly FrozenDictionary<RouterProtocol, IRouterProtocolClient> _clients;
+    private readonly CortensorGatewayOptions _options;
+    private readonly ILogger<InferenceService> _logger;
+
+    public InferenceService(
+        IModelCatalog catalog,
+        IRouterSelector selector,
+        IEnumerable<IRouterProtocolClient> clients,
+        IOptions<CortensorGatewayOptions> options,
+        ILogger<InferenceService> logger)
+    {
+        _catalog = catalog;
+        _selector = selector;
+        _clients = clients.GroupBy(c => c.Protocol).ToFrozenDictionary(g => g.Key, g => g.Last());
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    /// <summary>Enabled alias → model; unknown or disabled → 404; not allowed for this key → 403.</summary>
+    public CatalogModel ResolveModel(string alias, ApiKeyPrincipal principal)
+    {
+        if (!_catalog.TryGetModel(alias, out var model))
+        {
+            throw new GatewayException(GatewayError.ModelNotFound(alias));
+        }
+
+        if (!principal.IsModelAllowed(model.Alias))
+        {
+            throw new GatewayException(GatewayError.ModelNotAllowed(alias));
+        }
+
+        return model;
+    }
+
+    /// <summary>Output budget: the request's value, else the pool default, never above the model's limit.</summary>
+    public static int ResolveMaxTokens(CatalogModel model, int? requested, string param)
+    {
+        if (requested is { } value)
+        {
+            return value <= model.MaxOutputTokens
+                ? value
+                : throw new GatewayException(GatewayError.InvalidParameter(param,
+                    $"Invalid '{param}': {value} is more than this model's output limit of {model.MaxOutputTokens} tokens.", "integer_above_max_value"));
+        }
+
+        return Math.Min(model.Defaults.MaxTokens, model.MaxOutputTokens);
+    }
+
+    /// <summary>Rough token estimate (4 characters a token) used for limits and when a router reports no usage.</summary>
+    public static int EstimateTokens(string text) => text.Length == 0 ? 0 : (text.Length + 3) / 4;
+
+    public RoutedRequest Route(CatalogModel model, RouterCompletionRequest request)
+    {
+        if (!_selector.TrySelect(model.Pool, out var target) || !_clients.TryGetValue(target.Protocol, out var client))
+        {
+            Log.NoRouterAvailable(_logger, model.Alias);
+            throw new GatewayException(GatewayError.RouterUnavailable(_options.UnavailableRetryAfterSeconds));
+        }
+
+        return new RoutedRequest(model, target, client, request);
+    }
+
+    /// <summary>Router failure → the status OpenAI clients expect: 503 (+Retry-After), 504 or 502.</summary>
+    public GatewayError Map(RouterException exception, RouterTarget target, string requestId)
+    {
+        Log.RouterFailed(_logger, requestId, target.RouterId, exception.Kind, exception.StatusCode, exception.Message);
+        return exception.Kind switch
+        {
+            RouterFailureKind.Unavailable => GatewayError.RouterUnavailable(_options.UnavailableRetryAfterSeconds),
+            RouterFailureKind.Timeout => GatewayError.RouterTimeout(),
+            _ => GatewayError.RouterFailed(),
+        };
+    }
+
+    /// <summary>Router finish reasons → the closed OpenAI set (the .NET SDK throws on anything else).</summary>
+    public static string MapFinishReason(string? routerReason) => routerReason switch
+    {
+        "length" or "max_tokens" or "max_length" => "length",
+        "content_filter" => "content_filter",
+        _ => "stop",
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1100, Level = LogLevel.Warning, Message = "No router available for model {Model}")]
+        public static partial void NoRouterAvailable(ILogger logger, string model);
+
+        [LoggerMessage(EventId = 1101, Level = LogLevel.Warning, Message = "Request {RequestId}: router {RouterId} failed ({Kind}, status {Status}): {Detail}")]
+        public static partial void RouterFailed(ILogger logger, string requestId, string routerId, RouterFailureKind kind, int? status, string detail);
+    }
+}

@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Cortensor.Portal.Gateway.Telemetry;
+
+/// <summary>The gateway's one <see cref="Meter"/> and <see cref="ActivitySource"/>. Add <see cref="Name"/> to your exporters.</summary>
+public sealed class GatewayTelemetry : IDisposable
+{
+    public const string Name = "Cortensor.Portal.Gateway";
+
+    public static readonly ActivitySource ActivitySource = new(Name);
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly Counter<long> _tokens;
+
+    public GatewayTelemetry(IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        _meter = meterFactory.Create(Name);
+        _requests = _meter.CreateCounter<long>("cortensor.gateway.requests", "{request}", "Inference requests handled, by model and status code.");
+        _duration = _meter.CreateHistogram<double>("cortensor.gateway.request.duration", "s", "Time from request to the last response byte.");
+        _tokens = _meter.CreateCounter<long>("gen_ai.client.token.usage", "{token}", "Tokens used, by model and token type (input/output).");
+    }
+
+    public void RecordRequest(string? model, int statusCode, TimeSpan duration)
+    {
+        if (!_requests.Enabled && !_duration.Enabled)
+        {
+            return;
+        }
+
+        var tags = new TagList
+        {
+            { "gen_ai.request.model", model ?? "" },
+            { "http.response.status_code", statusCode },
+        };
+        _requests.Add(1, tags);
+        _duration.Record(duration.TotalSeconds, tags);
+    }
+
+    public void RecordTokens(string model, int input, int output)
+    {
+        if (!_tokens.Enabled)
+        {
+            return;
+        }
+
+        _tokens.Add(input, new TagList { { "gen_ai.request.model", model }, { "gen_ai.token.type", "input" } });
+        _tokens.Add(output, new TagList { { "gen_ai.request.model", model }, { "gen_ai.token.type", "output" } });
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

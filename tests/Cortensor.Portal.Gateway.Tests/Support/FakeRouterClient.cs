@@ -1,0 +1,72 @@
+using System.Runtime.CompilerServices;
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Protocols;
+
+namespace Cortensor.Portal.Gateway.Tests.Support;
+
+/// <summary>Stands in for a router so the gateway's own behaviour (validation, errors, SSE framing) is tested alone.</summary>
+internal sealed class FakeRouterClient : IRouterProtocolClient
+{
+    private int _calls;
+
+    public RouterProtocol Protocol => RouterProtocol.Cortensor;
+
+    public int Calls => Volatile.Read(ref _calls);
+
+    public RouterTarget? LastTarget { get; private set; }
+
+    public RouterCompletionRequest? LastRequest { get; private set; }
+
+    public string Text { get; set; } = "Hello there.";
+
+    public string? FinishReason { get; set; } = "stop";
+
+    public RouterUsage? Usage { get; set; } = new(11, 3);
+
+    /// <summary>Thrown by CompleteAsync, or by the stream before its first chunk.</summary>
+    public RouterException? Failure { get; set; }
+
+    /// <summary>Thrown by the stream after this many chunks.</summary>
+    public int? FailStreamAfterChunks { get; set; }
+
+    public IReadOnlyList<string> StreamChunks { get; set; } = ["Hel", "lo ", "there."];
+
+    public Task<RouterCompletion> CompleteAsync(RouterTarget target, RouterCompletionRequest request, CancellationToken cancellationToken)
+    {
+        Record(target, request);
+        if (Failure is not null)
+        {
+            throw Failure;
+        }
+
+        return Task.FromResult(new RouterCompletion { Text = Text, FinishReason = FinishReason, Usage = Usage, TaskId = "task-1" });
+    }
+
+    public async IAsyncEnumerable<RouterStreamChunk> StreamAsync(RouterTarget target, RouterCompletionRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Record(target, request);
+        await Task.Yield();
+        if (Failure is not null && FailStreamAfterChunks is null)
+        {
+            throw Failure;
+        }
+
+        for (var i = 0; i < StreamChunks.Count; i++)
+        {
+            if (FailStreamAfterChunks == i)
+            {
+                throw Failure ?? new RouterException(RouterFailureKind.BadResponse, "stream broke");
+            }
+
+            var last = i == StreamChunks.Count - 1;
+            yield return new RouterStreamChunk(StreamChunks[i], last ? FinishReason : null, last ? Usage : null);
+        }
+    }
+
+    private void Record(RouterTarget target, RouterCompletionRequest request)
+    {
+        Interlocked.Increment(ref _calls);
+        LastTarget = target;
+        LastRequest = request;
+    }
+}
