@@ -47,6 +47,9 @@ public sealed class RouterOptions
 
     /// <summary>Served by the built-in router simulator that the host starts on a loopback port.</summary>
     public bool Simulated { get; set; }
+
+    /// <summary>Knobs of the built-in simulator (latency, quirks) when <see cref="Simulated"/> is set.</summary>
+    public SimulatedRouterSettings? Simulator { get; set; }
 }
 
 public sealed class PoolOptions

@@ -7,6 +7,9 @@ namespace Cortensor.Portal.Gateway.Hosting;
 
 public sealed class DevelopmentBootstrapOptions
 {
+    /// <summary>Start of the line the key is printed on; scripts and tests look for it.</summary>
+    public const string KeyLinePrefix = "Cortensor Portal development API key: ";
+
     /// <summary>Org the development key belongs to. <value>The default value is <c>org_dev</c>.</value></summary>
     public string OrgId { get; set; } = "org_dev";
 
@@ -20,9 +23,6 @@ internal sealed partial class DevelopmentBootstrapService(
     IOptions<DevelopmentBootstrapOptions> options,
     ILogger<DevelopmentBootstrapService> logger) : IHostedService
 {
-    /// <summary>The line the key is printed on; scripts and tests look for it.</summary>
-    public const string KeyLinePrefix = "Cortensor Portal development API key: ";
-
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var orgId = options.Value.OrgId;
@@ -37,7 +37,7 @@ internal sealed partial class DevelopmentBootstrapService(
 
         // Standard output, not the logger: raw keys never go to logs. It is shown this once.
         var output = options.Value.Output;
-        await output.WriteLineAsync(KeyLinePrefix + issued.Secret);
+        await output.WriteLineAsync(DevelopmentBootstrapOptions.KeyLinePrefix + issued.Secret);
         await output.FlushAsync(cancellationToken);
         Log.KeyIssued(logger, orgId, issued.Record.KeyId, issued.Record.DisplayPrefix);
     }

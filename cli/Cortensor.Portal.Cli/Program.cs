@@ -1,0 +1,3 @@
+using Cortensor.Portal.Cli;
+
+return await CliApplication.BuildRootCommand().Parse(args).InvokeAsync();

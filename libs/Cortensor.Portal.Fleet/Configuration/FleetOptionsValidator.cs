@@ -1,0 +1,110 @@
+using Microsoft.Extensions.Options;
+
+namespace Cortensor.Portal.Fleet.Configuration;
+
+/// <summary>Cross-reference checks that data annotations cannot express; run on start.</summary>
+internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
+{
+    public ValidateOptionsResult Validate(string? name, FleetOptions options)
+    {
+        var failures = new List<string>();
+
+        foreach (var (id, router) in options.Routers)
+        {
+            if (router.Simulated)
+            {
+                continue;
+            }
+
+            if (router.BaseUrl is null || !router.BaseUrl.IsAbsoluteUri || (router.BaseUrl.Scheme != Uri.UriSchemeHttp && router.BaseUrl.Scheme != Uri.UriSchemeHttps))
+            {
+                failures.Add($"Router '{id}' needs an absolute http(s) BaseUrl (or Simulated=true).");
+            }
+
+            if (!System.Text.RegularExpressions.Regex.IsMatch(router.ApiVersion, "^v[1-9][0-9]?$"))
+            {
+                failures.Add($"Router '{id}' has ApiVersion '{router.ApiVersion}'; expected v1, v2, v3 ….");
+            }
+        }
+
+        foreach (var (poolName, pool) in options.Pools)
+        {
+            if (pool.TaskTimeoutSeconds is < 1 or > 900)
+            {
+                failures.Add($"Pool '{poolName}': TaskTimeoutSeconds must be 1..900.");
+            }
+
+            if (pool.PrecommitTimeoutSeconds is < 1 or > 900)
+            {
+                failures.Add($"Pool '{poolName}': PrecommitTimeoutSeconds must be 1..900.");
+            }
+
+            if (pool.HttpTimeoutSlackSeconds is < 0 or > 600)
+            {
+                failures.Add($"Pool '{poolName}': HttpTimeoutSlackSeconds must be 0..600.");
+            }
+
+            if (pool.Defaults.MaxTokens < 1)
+            {
+                failures.Add($"Pool '{poolName}': Defaults.MaxTokens must be at least 1.");
+            }
+
+            foreach (var member in pool.Members)
+            {
+                if (!options.Routers.TryGetValue(member.Router, out var router))
+                {
+                    failures.Add($"Pool '{poolName}' names router '{member.Router}', which is not configured.");
+                    continue;
+                }
+
+                if (router.Protocol == RouterProtocol.Cortensor && member.SessionId is null)
+                {
+                    failures.Add($"Pool '{poolName}': member on Cortensor router '{member.Router}' needs a SessionId.");
+                }
+
+                if (router.Protocol == RouterProtocol.OpenAICompatible && string.IsNullOrWhiteSpace(pool.UpstreamModel))
+                {
+                    failures.Add($"Pool '{poolName}' fronts OpenAI-compatible router '{member.Router}' and needs UpstreamModel.");
+                }
+            }
+        }
+
+        foreach (var (alias, model) in options.Models)
+        {
+            if (!IsValidAlias(alias))
+            {
+                failures.Add($"Model alias '{alias}' may use only letters, digits and . _ : / - (1..128 chars).");
+            }
+
+            if (!options.Pools.ContainsKey(model.Pool))
+            {
+                failures.Add($"Model '{alias}' names pool '{model.Pool}', which is not configured.");
+            }
+
+            if (model.ContextTokens < 1 || model.MaxOutputTokens < 1)
+            {
+                failures.Add($"Model '{alias}': ContextTokens and MaxOutputTokens must be positive.");
+            }
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static bool IsValidAlias(string alias)
+    {
+        if (alias.Length is 0 or > 128)
+        {
+            return false;
+        }
+
+        foreach (var c in alias)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or ':' or '/' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,50 @@
+using Cortensor.Portal.Fleet.Simulator;
+
+namespace Cortensor.Portal.Fleet.Configuration;
+
+/// <summary>
+/// Configuration-bindable knobs of a simulated router (<see cref="RouterOptions.Simulated"/>), for demos and
+/// fault drills: latency, pacing, error injection and the wire quirks real routers show.
+/// </summary>
+public sealed class SimulatedRouterSettings
+{
+    public int LatencyMs { get; set; }
+
+    public int TimeToFirstTokenMs { get; set; }
+
+    /// <summary>0 = as fast as possible.</summary>
+    public double TokensPerSecond { get; set; }
+
+    /// <summary>Share of completions (0..1) answered with <see cref="ErrorStatusCode"/>.</summary>
+    public double ErrorRate { get; set; }
+
+    public int ErrorStatusCode { get; set; } = 503;
+
+    public bool OmitUsage { get; set; }
+
+    public bool OmitDone { get; set; }
+
+    public bool InterleaveMiners { get; set; }
+
+    public SimulatedUrlForms UrlForms { get; set; } = SimulatedUrlForms.Both;
+
+    public bool PlainTextErrors { get; set; }
+
+    public bool AppendTurnMarker { get; set; }
+
+    internal RouterSimulatorOptions ToSimulatorOptions(string apiKey) => new()
+    {
+        ApiKey = apiKey,
+        Latency = TimeSpan.FromMilliseconds(LatencyMs),
+        TimeToFirstToken = TimeSpan.FromMilliseconds(TimeToFirstTokenMs),
+        TokensPerSecond = TokensPerSecond,
+        ErrorRate = ErrorRate,
+        ErrorStatusCode = ErrorStatusCode,
+        OmitUsage = OmitUsage,
+        OmitDone = OmitDone,
+        InterleaveMiners = InterleaveMiners,
+        UrlForms = UrlForms,
+        PlainTextErrors = PlainTextErrors,
+        AppendTurnMarker = AppendTurnMarker,
+    };
+}

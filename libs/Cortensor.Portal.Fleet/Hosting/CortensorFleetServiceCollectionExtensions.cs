@@ -1,0 +1,80 @@
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Hosting;
+using Cortensor.Portal.Fleet.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+#pragma warning disable IDE0130 // Extension methods live where IServiceCollection does, by .NET convention.
+namespace Microsoft.Extensions.DependencyInjection;
+#pragma warning restore IDE0130
+
+/// <summary>Chains fleet configuration off <see cref="CortensorFleetServiceCollectionExtensions.AddCortensorFleet"/>.</summary>
+public interface ICortensorFleetBuilder
+{
+    IServiceCollection Services { get; }
+}
+
+public static class CortensorFleetServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the model catalog, router selection, router protocol clients and the simulator host.
+    /// With no models configured, the simulated default catalog is used (<see cref="FleetDefaults"/>).
+    /// Options are validated on start.
+    /// </summary>
+    public static ICortensorFleetBuilder AddCortensorFleet(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+
+        services.AddOptions<FleetOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FleetOptions>, FleetOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<FleetOptions>, DefaultCatalogPostConfigure>());
+
+        services.AddCortensorRouterClients();
+        services.TryAddSingleton(TimeProvider.System);
+
+        services.TryAddSingleton<FleetRuntime>();
+        services.TryAddSingleton<IModelCatalog>(sp => sp.GetRequiredService<FleetRuntime>());
+        services.TryAddSingleton<IRouterSelector>(sp => sp.GetRequiredService<FleetRuntime>());
+
+        if (!services.Any(d => d.ServiceType == typeof(SimulatedRouterHost)))
+        {
+            services.AddSingleton<SimulatedRouterHost>();
+            services.AddSingleton<ISimulatedRouterDirectory>(sp => sp.GetRequiredService<SimulatedRouterHost>());
+            services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<SimulatedRouterHost>());
+        }
+
+        return new FleetBuilder(services);
+    }
+
+    /// <summary>Binds routers, pools and models from a configuration section (for example <c>Cortensor:Fleet</c>).</summary>
+    public static ICortensorFleetBuilder Configure(this ICortensorFleetBuilder builder, IConfiguration section)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(section);
+        builder.Services.AddOptions<FleetOptions>().Bind(section);
+        return builder;
+    }
+
+    public static ICortensorFleetBuilder Configure(this ICortensorFleetBuilder builder, Action<FleetOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        builder.Services.Configure(configure);
+        return builder;
+    }
+
+    private sealed record FleetBuilder(IServiceCollection Services) : ICortensorFleetBuilder;
+
+    private sealed class DefaultCatalogPostConfigure : IPostConfigureOptions<FleetOptions>
+    {
+        public void PostConfigure(string? name, FleetOptions options)
+        {
+            if (options.Models.Count == 0 && options.Pools.Count == 0 && options.Routers.Count == 0)
+            {
+                FleetDefaults.ApplySimulatedDefaults(options);
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+using System.Collections.Frozen;
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Prompts;
+using Cortensor.Portal.Fleet.Protocols;
+using Microsoft.Extensions.Options;
+
+namespace Cortensor.Portal.Fleet.Routing;
+
+/// <summary>A public model alias as customers see it, plus what the gateway needs to serve it.</summary>
+public sealed record CatalogModel
+{
+    public required string Alias { get; init; }
+
+    public required int ContextTokens { get; init; }
+
+    public required int MaxOutputTokens { get; init; }
+
+    public required string OwnedBy { get; init; }
+
+    public required long Created { get; init; }
+
+    /// <summary>Internal: the pool serving this alias. Never shown to customers.</summary>
+    public required string Pool { get; init; }
+
+    public required PromptFormat PromptFormat { get; init; }
+
+    public required int PromptType { get; init; }
+
+    public required int TaskTimeoutSeconds { get; init; }
+
+    public int? PrecommitTimeoutSeconds { get; init; }
+
+    public required int HttpTimeoutSlackSeconds { get; init; }
+
+    public required SamplingDefaults Defaults { get; init; }
+}
+
+/// <summary>The public catalog: enabled aliases only.</summary>
+public interface IModelCatalog
+{
+    /// <summary>Enabled models, ordered by alias.</summary>
+    IReadOnlyList<CatalogModel> Models { get; }
+
+    /// <summary>Finds an enabled model by alias (case-insensitive).</summary>
+    bool TryGetModel(string alias, out CatalogModel model);
+}
+
+/// <summary>Picks the (router, session) pair that serves the next request of a pool.</summary>
+public interface IRouterSelector
+{
+    /// <summary>False when the pool has no enabled, reachable member.</summary>
+    bool TrySelect(string pool, out RouterTarget target);
+}
+
+/// <summary>
+/// Where simulated routers live. The built-in simulator host implements it; a router marked
+/// <see cref="RouterOptions.Simulated"/> is served only once its simulator has started.
+/// </summary>
+public interface ISimulatedRouterDirectory
+{
+    bool TryGetEndpoint(string routerId, out Uri baseUrl, out string apiKey);
+
+    /// <summary>The running simulator of a simulated router (its options can be changed live; its stats read).</summary>
+    bool TryGetServer(string routerId, out Cortensor.Portal.Fleet.Simulator.RouterSimulatorServer server);
+}
+
+/// <summary>
+/// Runtime view of <see cref="FleetOptions"/>: an immutable snapshot rebuilt whenever options change, read
+/// without locks on the hot path. Selection is round robin over enabled members of enabled routers.
+/// </summary>
+internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IDisposable
+{
+    private readonly ISimulatedRouterDirectory? _simulators;
+    private readonly IDisposable? _subscription;
+    private volatile Snapshot _snapshot;
+
+    public FleetRuntime(IOptionsMonitor<FleetOptions> options, IEnumerable<ISimulatedRouterDirectory> simulators)
+    {
+        _simulators = simulators.FirstOrDefault();
+        _snapshot = Snapshot.Build(options.CurrentValue);
+        _subscription = options.OnChange(o => _snapshot = Snapshot.Build(o));
+    }
+
+    public IReadOnlyList<CatalogModel> Models => _snapshot.OrderedModels;
+
+    public bool TryGetModel(string alias, out CatalogModel model)
+        => _snapshot.Models.TryGetValue(alias, out model!);
+
+    public bool TrySelect(string pool, out RouterTarget target)
+    {
+        target = null!;
+        if (!_snapshot.Pools.TryGetValue(pool, out var state) || state.Members.Length == 0)
+        {
+            return false;
+        }
+
+        var start = (int)((uint)Interlocked.Increment(ref state.Cursor) % (uint)state.Members.Length);
+        for (var i = 0; i < state.Members.Length; i++)
+        {
+            var member = state.Members[(start + i) % state.Members.Length];
+            if (TryBuildTarget(member, state.UpstreamModel, out target))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    public void Dispose() => _subscription?.Dispose();
+
+    private bool TryBuildTarget(Member member, string? upstreamModel, out RouterTarget target)
+    {
+        var baseUrl = member.Router.BaseUrl;
+        var apiKey = member.Router.ApiKey;
+        if (member.Router.Simulated)
+        {
+            if (_simulators is null || !_simulators.TryGetEndpoint(member.RouterId, out var simUrl, out var simKey))
+            {
+                target = null!;
+                return false;
+            }
+
+            baseUrl = simUrl;
+            apiKey = simKey;
+        }
+
+        target = new RouterTarget
+        {
+            RouterId = member.RouterId,
+            BaseUrl = baseUrl!,
+            ApiKey = apiKey,
+            Protocol = member.Router.Protocol,
+            ApiVersion = member.Router.ApiVersion,
+            SessionId = member.SessionId,
+            UpstreamModel = upstreamModel,
+        };
+        return true;
+    }
+
+    private sealed record Member(string RouterId, RouterOptions Router, long? SessionId);
+
+    private sealed class PoolState(Member[] members, string? upstreamModel)
+    {
+        public readonly Member[] Members = members;
+        public readonly string? UpstreamModel = upstreamModel;
+        public int Cursor = -1;
+    }
+
+    private sealed record Snapshot(
+        FrozenDictionary<string, CatalogModel> Models,
+        IReadOnlyList<CatalogModel> OrderedModels,
+        FrozenDictionary<string, PoolState> Pools)
+    {
+        public static Snapshot Build(FleetOptions options)
+        {
+            var pools = new Dictionary<string, PoolState>(StringComparer.OrdinalIgnoreCase);
+            foreach (var (name, pool) in options.Pools)
+            {
+                if (!pool.Enabled)
+                {
+                    continue;
+                }
+
+                var members = pool.Members
+                    .Where(m => m.Enabled && options.Routers.TryGetValue(m.Router, out var r) && r.Enabled)
+                    .Select(m => new Member(m.Router, options.Routers[m.Router], m.SessionId))
+                    .ToArray();
+                pools[name] = new PoolState(members, pool.UpstreamModel);
+            }
+
+            var models = new Dictionary<string, CatalogModel>(StringComparer.OrdinalIgnoreCase);
+            foreach (var (alias, model) in options.Models)
+            {
+                if (!model.Enabled || !options.Pools.TryGetValue(model.Pool, out var pool) || !pool.Enabled)
+                {
+                    continue;
+                }
+
+                models[alias] = new CatalogModel
+                {
+                    Alias = alias,
+                    ContextTokens = model.ContextTokens,
+                    MaxOutputTokens = model.MaxOutputTokens,
+                    OwnedBy = model.OwnedBy,
+                    Created = model.Created,
+                    Pool = model.Pool,
+                    PromptFormat = pool.PromptFormat,
+                    PromptType = pool.PromptType ?? PromptBuilder.DefaultPromptType(pool.PromptFormat),
+                    TaskTimeoutSeconds = pool.TaskTimeoutSeconds,
+                    PrecommitTimeoutSeconds = pool.PrecommitTimeoutSeconds,
+                    HttpTimeoutSlackSeconds = pool.HttpTimeoutSlackSeconds,
+                    Defaults = pool.Defaults,
+                };
+            }
+
+            return new Snapshot(
+                models.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase),
+                models.Values.OrderBy(m => m.Alias, StringComparer.Ordinal).ToArray(),
+                pools.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase));
+        }
+    }
+}

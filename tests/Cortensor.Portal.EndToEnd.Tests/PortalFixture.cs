@@ -1,0 +1,94 @@
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Routing;
+using Cortensor.Portal.Fleet.Simulator;
+using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Keys;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Cortensor.Portal.EndToEnd.Tests;
+
+/// <summary>
+/// The portal host (the template's content) on a real loopback socket, on embedded defaults: the default catalog
+/// served by simulated routers over HTTP. Extra fault pools are added for the error cases.
+/// </summary>
+public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifetime
+{
+    private readonly StringWriter _bootstrapOutput = new();
+
+    public Uri BaseUrl { get; private set; } = null!;
+
+    /// <summary>The key the host printed on start.</summary>
+    public string DevKey { get; private set; } = null!;
+
+    public string BootstrapOutput => _bootstrapOutput.ToString();
+
+    public HttpClient Http { get; private set; } = null!;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Production");
+        builder.ConfigureServices(services =>
+        {
+            services.Configure<DevelopmentBootstrapOptions>(o => o.Output = _bootstrapOutput);
+            services.Configure<CortensorGatewayOptions>(o => o.MaxRequestBodyBytes = 64 * 1024);
+            services.PostConfigure<FleetOptions>(fleet =>
+            {
+                AddFaultPool(fleet, "m-down", new SimulatedRouterSettings { ErrorRate = 1, ErrorStatusCode = 503 });
+                AddFaultPool(fleet, "m-broken", new SimulatedRouterSettings { ErrorRate = 1, ErrorStatusCode = 500, PlainTextErrors = true });
+                AddFaultPool(fleet, "m-slow", new SimulatedRouterSettings { LatencyMs = 4000 }, taskTimeoutSeconds: 1);
+                AddFaultPool(fleet, "m-trickle", new SimulatedRouterSettings { TokensPerSecond = 4 });
+            });
+        });
+        UseKestrel(0);
+    }
+
+    private static void AddFaultPool(FleetOptions fleet, string alias, SimulatedRouterSettings settings, int taskTimeoutSeconds = 30)
+    {
+        var name = "fault-" + alias;
+        fleet.Routers[name] = new RouterOptions { Simulated = true, Simulator = settings };
+        fleet.Pools[name] = new PoolOptions
+        {
+            PromptFormat = Fleet.Prompts.PromptFormat.ChatML,
+            TaskTimeoutSeconds = taskTimeoutSeconds,
+            HttpTimeoutSlackSeconds = 0,
+            Members = [new PoolMemberOptions { Router = name, SessionId = 9 }],
+        };
+        fleet.Models[alias] = new ModelOptions { Pool = name };
+    }
+
+    public RouterSimulatorServer Simulator(string routerId)
+        => Services.GetRequiredService<ISimulatedRouterDirectory>().TryGetServer(routerId, out var server)
+            ? server
+            : throw new InvalidOperationException($"No simulator for {routerId}");
+
+    public async Task<string> IssueKeyAsync(IReadOnlyList<string>? allowedModels = null)
+    {
+        var keys = Services.GetRequiredService<IApiKeyProvider>();
+        var issued = await keys.IssueAsync(new IssueApiKeyRequest { OrgId = "org_e2e", AllowedModels = allowedModels });
+        return issued.Secret;
+    }
+
+    public Task InitializeAsync()
+    {
+        StartServer();
+        Http = CreateClient();
+        BaseUrl = Http.BaseAddress!;
+        var line = BootstrapOutput.Split('\n').Single(l => l.StartsWith(DevelopmentBootstrapOptions.KeyLinePrefix, StringComparison.Ordinal));
+        DevKey = line[DevelopmentBootstrapOptions.KeyLinePrefix.Length..].Trim();
+        return Task.CompletedTask;
+    }
+
+    Task IAsyncLifetime.DisposeAsync()
+    {
+        Http.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class PortalCollection : ICollectionFixture<PortalFixture>
+{
+    public const string Name = "portal";
+}

@@ -1,1 +1,0 @@
-namespace Cortensor.Portal.Fleet.Tests;

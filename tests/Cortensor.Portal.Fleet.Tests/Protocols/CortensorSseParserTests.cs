@@ -1,0 +1,174 @@
+using Cortensor.Portal.Fleet.Protocols;
+using Microsoft.Extensions.Logging;
+using static Cortensor.Portal.Fleet.Tests.Protocols.ProtocolTestSupport;
+
+namespace Cortensor.Portal.Fleet.Tests.Protocols;
+
+public sealed class CortensorSseParserTests
+{
+    private static Task<List<RouterStreamChunk>> ParseAsync(string sse, bool stopAtFinishReason = true, ILogger? logger = null) =>
+        ToListAsync(new CortensorSseParser(logger, stopAtFinishReason).ParseAsync(Utf8(sse)));
+
+    private static string Texts(IEnumerable<RouterStreamChunk> chunks) => string.Concat(chunks.Select(c => c.Text));
+
+    [Fact]
+    public async Task ParseAsync_DoneSentinel_EndsStreamAndIgnoresLaterData()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"Hel\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\"lo\"}]}\n\n" +
+            "data: [DONE]\n\n" +
+            "data: {\"choices\":[{\"text\":\" after done\"}]}\n\n");
+
+        Assert.Equal(["Hel", "lo"], chunks.Select(c => c.Text));
+        Assert.All(chunks, c => Assert.Null(c.FinishReason));
+    }
+
+    [Fact]
+    public async Task ParseAsync_NoDoneSentinel_EndsAtEofWithAllChunks()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"a\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\"b\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\"c\"}]}");
+
+        Assert.Equal("abc", Texts(chunks));
+    }
+
+    [Fact]
+    public async Task ParseAsync_FinishReason_EmitsItsTextThenIgnoresLaterData()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"Hi\",\"finish_reason\":null}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\"!\",\"finish_reason\":\"stop\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\" ignored\",\"finish_reason\":null}]}\n\n" +
+            "data: [DONE]\n\n");
+
+        Assert.Equal(2, chunks.Count);
+        Assert.Equal("Hi!", Texts(chunks));
+        Assert.Equal(new RouterStreamChunk("!", "stop"), chunks[1]);
+    }
+
+    [Fact]
+    public async Task ParseAsync_FinishReasonWhenNotStoppingAtIt_ReadsOnToUsageChunk()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}\n\n" +
+            "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n" +
+            "data: [DONE]\n\n",
+            stopAtFinishReason: false);
+
+        Assert.Equal(2, chunks.Count);
+        Assert.Equal("stop", chunks[0].FinishReason);
+        Assert.Equal(new RouterUsage(3, 1), chunks[1].Usage);
+    }
+
+    [Fact]
+    public async Task ParseAsync_CrlfLineEndings_ParsesEveryChunk()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"one\"}]}\r\n\r\n" +
+            "data: {\"choices\":[{\"text\":\" two\"}]}\r\n\r\n" +
+            "data: [DONE]\r\n\r\n");
+
+        Assert.Equal(["one", " two"], chunks.Select(c => c.Text));
+    }
+
+    [Fact]
+    public async Task ParseAsync_CommentEventIdAndRetryLines_AreIgnored()
+    {
+        var chunks = await ParseAsync(
+            ": keep-alive\n\n" +
+            "event: message\n" +
+            "id: 17\n" +
+            "retry: 1000\n" +
+            "data: {\"choices\":[{\"text\":\"x\"}]}\n\n" +
+            ":another comment\n" +
+            "data:{\"choices\":[{\"text\":\"y\"}]}\n\n");
+
+        Assert.Equal(["x", "y"], chunks.Select(c => c.Text));
+    }
+
+    [Fact]
+    public async Task ParseAsync_InterleavedTaskIds_LocksOntoFirstTask()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"task_id\":7,\"choices\":[{\"text\":\"A1 \"}]}\n\n" +
+            "data: {\"task_id\":8,\"choices\":[{\"text\":\"B1 \"}]}\n\n" +
+            "data: {\"task_id\":7,\"choices\":[{\"text\":\"A2\"}]}\n\n" +
+            "data: {\"task_id\":8,\"choices\":[{\"text\":\"B2\",\"finish_reason\":\"stop\"}]}\n\n" +
+            "data: {\"task_id\":7,\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n");
+
+        Assert.Equal("A1 A2", Texts(chunks));
+        Assert.Equal("stop", chunks[^1].FinishReason);
+    }
+
+    [Fact]
+    public async Task ParseAsync_InterleavedIdsWithoutTaskId_LocksOntoFirstId()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"id\":\"m-a\",\"choices\":[{\"text\":\"a\"}]}\n\n" +
+            "data: {\"id\":\"m-b\",\"choices\":[{\"text\":\"b\"}]}\n\n" +
+            "data: {\"id\":\"m-a\",\"choices\":[{\"text\":\"a\"}]}\n\n");
+
+        Assert.Equal("aa", Texts(chunks));
+    }
+
+    [Fact]
+    public async Task ParseAsync_DeltaContentAndTopLevelFields_AreFallbacksForText()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"d\"}}]}\n\n" +
+            "data: {\"content\":\"c\"}\n\n" +
+            "data: {\"text\":\"t\"}\n\n" +
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n");
+
+        Assert.Equal(["d", "c", "t"], chunks.Select(c => c.Text));
+    }
+
+    [Fact]
+    public async Task ParseAsync_MalformedDataLine_IsSkippedAndLoggedAtDebug()
+    {
+        var logger = new ListLogger<CortensorSseParserTests>();
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"good\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\n\n" +
+            "data: not json at all\n\n" +
+            "data: {\"choices\":[{\"text\":\" still good\"}]}\n\n" +
+            "data: [DONE]\n\n",
+            logger: logger);
+
+        Assert.Equal("good still good", Texts(chunks));
+        Assert.Equal(2, logger.Entries.Count(e => e.EventId.Id == 4060 && e.Level == LogLevel.Debug));
+    }
+
+    [Fact]
+    public async Task ParseAsync_UsageInChunk_IsSurfacedOnTheChunk()
+    {
+        var chunks = await ParseAsync(
+            "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n" +
+            "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5,\"total_tokens\":17}}\n\n");
+
+        Assert.Null(chunks[0].Usage);
+        Assert.Equal(new RouterStreamChunk("", "length", new RouterUsage(12, 5)), chunks[1]);
+    }
+
+    [Fact]
+    public async Task ParseAsync_ErrorPayload_ThrowsBadResponseWithRouterMessage()
+    {
+        var ex = await Assert.ThrowsAsync<RouterException>(() => ParseAsync(
+            "data: {\"choices\":[{\"text\":\"partial\"}]}\n\n" +
+            "data: {\"error\":{\"message\":\"miner disconnected\"}}\n\n"));
+
+        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+        Assert.Equal("miner disconnected", ex.RouterMessage);
+    }
+
+    [Fact]
+    public async Task ParseAsync_StreamWithoutDataLines_ThrowsBadResponse()
+    {
+        var ex = await Assert.ThrowsAsync<RouterException>(() => ParseAsync("<html><body>proxy page</body></html>\n"));
+
+        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+    }
+}
