@@ -6,6 +6,7 @@ using Cortensor.Portal.Keys;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Cortensor.Portal.EndToEnd.Tests;
 
@@ -26,9 +27,17 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
 
     public HttpClient Http { get; private set; } = null!;
 
+    /// <summary>Every log line the host wrote, at every level.</summary>
+    public CapturingLoggerProvider Logs { get; } = new();
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Production");
+        builder.ConfigureLogging(logging =>
+        {
+            logging.AddProvider(Logs);
+            logging.SetMinimumLevel(LogLevel.Trace);
+        });
         builder.ConfigureServices(services =>
         {
             services.Configure<DevelopmentBootstrapOptions>(o => o.Output = _bootstrapOutput);
