@@ -5,23 +5,12 @@ using Cortensor.Portal.Gateway.Tests.Support;
 
 namespace Cortensor.Portal.Gateway.Tests;
 
-public sealed class ChatCompletionsTests : IAsyncLifetime
+public sealed class ChatCompletionsTests : GatewayTestBase
 {
-    private GatewayHost _host = null!;
-    private string _key = null!;
-
-    public async Task InitializeAsync()
-    {
-        _host = await GatewayHost.StartAsync();
-        _key = await _host.IssueKeyAsync();
-    }
-
-    public async Task DisposeAsync() => await _host.DisposeAsync();
-
     [Fact]
     public async Task Chat_ValidRequest_ReturnsOpenAIShapeWithRouterText()
     {
-        var response = await _host.ChatAsync(Http.Chat(), _key);
+        var response = await Host.ChatAsync(Http.Chat(), Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
@@ -30,7 +19,7 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
         Assert.Equal("chat.completion", root.GetProperty("object").GetString());
         Assert.StartsWith("chatcmpl-", root.GetProperty("id").GetString(), StringComparison.Ordinal);
         Assert.Equal(JsonValueKind.Number, root.GetProperty("created").ValueKind);
-        Assert.Equal(_host.Time.GetUtcNow().ToUnixTimeSeconds(), root.GetProperty("created").GetInt64());
+        Assert.Equal(Host.Time.GetUtcNow().ToUnixTimeSeconds(), root.GetProperty("created").GetInt64());
         Assert.Equal("m1", root.GetProperty("model").GetString());
         var choice = root.GetProperty("choices")[0];
         Assert.Equal(0, choice.GetProperty("index").GetInt32());
@@ -48,27 +37,27 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Chat_ValidRequest_SendsChatMLPromptRouterKeyAndRequestIdToRouter()
     {
-        var response = await _host.ChatAsync(Http.Chat(content: "What is 2+2?"), _key);
+        var response = await Host.ChatAsync(Http.Chat(content: "What is 2+2?"), Key);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
-        var target = _host.Router.LastTarget!;
-        var request = _host.Router.LastRequest!;
+        var target = Host.Router.LastTarget!;
+        var request = Host.Router.LastRequest!;
         Assert.Equal(GatewayHost.RouterKey, target.ApiKey);
         Assert.Equal(7, target.SessionId);
         Assert.Contains("<|im_start|>user\nWhat is 2+2?<|im_end|>", request.Prompt, StringComparison.Ordinal);
         Assert.EndsWith("<|im_start|>assistant\n", request.Prompt, StringComparison.Ordinal);
         Assert.Equal(1, request.PromptType);
         Assert.Equal(response.Headers.GetValues("X-Request-Id").Single(), request.ClientReference);
-        Assert.DoesNotContain(_key, request.Prompt, StringComparison.Ordinal);
+        Assert.DoesNotContain(Key, request.Prompt, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Chat_SamplingFields_AreMappedToRouterRequest()
     {
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","temperature":0.3,"top_p":0.9,"max_completion_tokens":42,"max_tokens":7,"stop":["END"],"presence_penalty":0.5"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","temperature":0.3,"top_p":0.9,"max_completion_tokens":42,"max_tokens":7,"stop":["END"],"presence_penalty":0.5"""), Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var request = _host.Router.LastRequest!;
+        var request = Host.Router.LastRequest!;
         Assert.Equal(0.3, request.Temperature);
         Assert.Equal(0.9, request.TopP);
         Assert.Equal(42, request.MaxTokens); // max_completion_tokens wins over max_tokens
@@ -79,10 +68,10 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Chat_RouterReportsNoUsage_EstimatesUsage()
     {
-        _host.Router.Usage = null;
-        _host.Router.Text = "abcdefgh"; // 8 chars → 2 tokens by the 4-chars-a-token estimate
+        Host.Router.Usage = null;
+        Host.Router.Text = "abcdefgh"; // 8 chars → 2 tokens by the 4-chars-a-token estimate
 
-        var response = await _host.ChatAsync(Http.Chat(), _key);
+        var response = await Host.ChatAsync(Http.Chat(), Key);
 
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         var usage = doc.RootElement.GetProperty("usage");
@@ -93,9 +82,9 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Chat_RouterTextWithTurnMarker_IsCleaned()
     {
-        _host.Router.Text = "Four.<|im_end|>\n<|im_start|>user\nand more";
+        Host.Router.Text = "Four.<|im_end|>\n<|im_start|>user\nand more";
 
-        var response = await _host.ChatAsync(Http.Chat(), _key);
+        var response = await Host.ChatAsync(Http.Chat(), Key);
 
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("Four.", doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
@@ -108,9 +97,9 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [InlineData("weird_reason", "stop")]
     public async Task Chat_RouterFinishReason_IsMappedToOpenAISet(string? routerReason, string expected)
     {
-        _host.Router.FinishReason = routerReason;
+        Host.Router.FinishReason = routerReason;
 
-        var response = await _host.ChatAsync(Http.Chat(), _key);
+        var response = await Host.ChatAsync(Http.Chat(), Key);
 
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal(expected, doc.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
@@ -124,9 +113,9 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [InlineData(RouterFailureKind.NotFound, 502)]
     public async Task Chat_RouterFailure_MapsToStatusWithoutLeakingRouter(RouterFailureKind kind, int status)
     {
-        _host.Router.Failure = new RouterException(kind, $"router r1 at {GatewayHost.RouterUrl} failed") { RouterMessage = "session 7 missing" };
+        Host.Router.Failure = new RouterException(kind, $"router r1 at {GatewayHost.RouterUrl} failed") { RouterMessage = "session 7 missing" };
 
-        var response = await _host.ChatAsync(Http.Chat(), _key);
+        var response = await Host.ChatAsync(Http.Chat(), Key);
 
         Assert.Equal(status, (int)response.StatusCode);
         var raw = await response.Content.ReadAsStringAsync();
@@ -150,22 +139,22 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Chat_PoolWithoutMembers_Returns503WithRetryAfter()
     {
-        var response = await _host.ChatAsync(Http.Chat(model: "m-empty"), _key);
+        var response = await Host.ChatAsync(Http.Chat(model: "m-empty"), Key);
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.True(response.Headers.Contains("Retry-After"));
         Assert.Equal("model_unavailable", (await response.ReadErrorAsync()).Code);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]
     public async Task RequestId_WellFormedIncoming_IsKept()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), _key,
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), Key,
             r => r.Headers.Add("X-Request-Id", "trace-123.abc:def"));
 
         Assert.Equal("trace-123.abc:def", response.Headers.GetValues("X-Request-Id").Single());
-        Assert.Equal("trace-123.abc:def", _host.Router.LastRequest!.ClientReference);
+        Assert.Equal("trace-123.abc:def", Host.Router.LastRequest!.ClientReference);
     }
 
     [Theory]
@@ -174,7 +163,7 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [InlineData("0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789")]
     public async Task RequestId_MalformedIncoming_IsReplacedWithMinted(string incoming)
     {
-        var response = await _host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), _key,
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), Key,
             r => r.Headers.TryAddWithoutValidation("X-Request-Id", incoming));
 
         var id = response.Headers.GetValues("X-Request-Id").Single();
@@ -185,8 +174,8 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task RequestId_Minted_IsUniquePerRequest()
     {
-        var a = await _host.ChatAsync(Http.Chat(), _key);
-        var b = await _host.ChatAsync(Http.Chat(), _key);
+        var a = await Host.ChatAsync(Http.Chat(), Key);
+        var b = await Host.ChatAsync(Http.Chat(), Key);
 
         Assert.NotEqual(a.Headers.GetValues("X-Request-Id").Single(), b.Headers.GetValues("X-Request-Id").Single());
     }

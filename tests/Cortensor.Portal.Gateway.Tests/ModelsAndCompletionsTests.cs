@@ -5,19 +5,8 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Cortensor.Portal.Gateway.Tests;
 
-public sealed class ModelsAndCompletionsTests : IAsyncLifetime
+public sealed class ModelsAndCompletionsTests : GatewayTestBase
 {
-    private GatewayHost _host = null!;
-    private string _key = null!;
-
-    public async Task InitializeAsync()
-    {
-        _host = await GatewayHost.StartAsync();
-        _key = await _host.IssueKeyAsync();
-    }
-
-    public async Task DisposeAsync() => await _host.DisposeAsync();
-
     private async Task<HttpResponseMessage> GetAsync(string path, string? key)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
@@ -26,13 +15,13 @@ public sealed class ModelsAndCompletionsTests : IAsyncLifetime
             request.Headers.Authorization = new("Bearer", key);
         }
 
-        return await _host.Client.SendAsync(request);
+        return await Host.Client.SendAsync(request);
     }
 
     [Fact]
     public async Task Models_List_ShowsEnabledAliasesOnly()
     {
-        var response = await GetAsync("/v1/models", _key);
+        var response = await GetAsync("/v1/models", Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var raw = await response.Content.ReadAsStringAsync();
@@ -52,7 +41,7 @@ public sealed class ModelsAndCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Models_List_HonoursKeyAllowList()
     {
-        var limited = await _host.IssueKeyAsync(allowedModels: ["m1"]);
+        var limited = await Host.IssueKeyAsync(allowedModels: ["m1"]);
 
         using var doc = JsonDocument.Parse(await (await GetAsync("/v1/models", limited)).Content.ReadAsStringAsync());
 
@@ -68,24 +57,24 @@ public sealed class ModelsAndCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Models_Get_KnownAndUnknown()
     {
-        var known = await GetAsync("/v1/models/m1", _key);
+        var known = await GetAsync("/v1/models/m1", Key);
         Assert.Equal(HttpStatusCode.OK, known.StatusCode);
         using var doc = JsonDocument.Parse(await known.Content.ReadAsStringAsync());
         Assert.Equal("m1", doc.RootElement.GetProperty("id").GetString());
 
-        var unknown = await GetAsync("/v1/models/org%2Fnope", _key);
+        var unknown = await GetAsync("/v1/models/org%2Fnope", Key);
         Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
         var error = await unknown.ReadErrorAsync();
         Assert.Equal("model_not_found", error.Code);
         Assert.Contains("org/nope", error.Message, StringComparison.Ordinal);
 
-        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/models/m-disabled", _key)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync("/v1/models/m-disabled", Key)).StatusCode);
     }
 
     [Fact]
     public async Task Health_ReportsStatusAndAliasesWithoutAuth()
     {
-        var response = await _host.Client.GetAsync("/health");
+        var response = await Host.Client.GetAsync("/health");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.True(response.Headers.Contains("X-Request-Id"));
@@ -97,14 +86,14 @@ public sealed class ModelsAndCompletionsTests : IAsyncLifetime
     [Fact]
     public async Task Completions_NonStream_ReturnsTextCompletionWithDefaultMaxTokens16()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/completions", """{"model":"m1","prompt":["Say hi"]}""", _key);
+        var response = await Host.Client.PostJsonAsync("/v1/completions", """{"model":"m1","prompt":["Say hi"]}""", Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("text_completion", doc.RootElement.GetProperty("object").GetString());
         Assert.StartsWith("cmpl-", doc.RootElement.GetProperty("id").GetString(), StringComparison.Ordinal);
         Assert.Equal("Hello there.", doc.RootElement.GetProperty("choices")[0].GetProperty("text").GetString());
-        Assert.Equal(16, _host.Router.LastRequest!.MaxTokens);
+        Assert.Equal(16, Host.Router.LastRequest!.MaxTokens);
     }
 
     [Theory]
@@ -115,11 +104,11 @@ public sealed class ModelsAndCompletionsTests : IAsyncLifetime
     [InlineData("""{"model":"m1","prompt":"x","logprobs":9}""", "logprobs")]
     public async Task Completions_InvalidBody_Returns400(string body, string param)
     {
-        var response = await _host.Client.PostJsonAsync("/v1/completions", body, _key);
+        var response = await Host.Client.PostJsonAsync("/v1/completions", body, Key);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(param, (await response.ReadErrorAsync()).Param);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]

@@ -5,19 +5,8 @@ using Cortensor.Portal.Gateway.Tests.Support;
 
 namespace Cortensor.Portal.Gateway.Tests;
 
-public sealed class StreamingTests : IAsyncLifetime
+public sealed class StreamingTests : GatewayTestBase
 {
-    private GatewayHost _host = null!;
-    private string _key = null!;
-
-    public async Task InitializeAsync()
-    {
-        _host = await GatewayHost.StartAsync();
-        _key = await _host.IssueKeyAsync();
-    }
-
-    public async Task DisposeAsync() => await _host.DisposeAsync();
-
     private static async Task<List<string>> ReadEventsAsync(HttpResponseMessage response)
     {
         var raw = await response.Content.ReadAsStringAsync();
@@ -31,7 +20,7 @@ public sealed class StreamingTests : IAsyncLifetime
     [Fact]
     public async Task Stream_Chat_EmitsRoleContentFinishThenDone()
     {
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","stream":true"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","stream":true"""), Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
@@ -53,7 +42,7 @@ public sealed class StreamingTests : IAsyncLifetime
     [Fact]
     public async Task Stream_WithIncludeUsage_EveryChunkHasNullUsageAndLastHasEmptyChoices()
     {
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","stream":true,"stream_options":{"include_usage":true}"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","stream":true,"stream_options":{"include_usage":true}"""), Key);
 
         var events = await ReadEventsAsync(response);
         var chunks = events.SkipLast(1).Select(e => JsonDocument.Parse(e).RootElement).ToList();
@@ -68,9 +57,9 @@ public sealed class StreamingTests : IAsyncLifetime
     [Fact]
     public async Task Stream_RouterFailsBeforeFirstChunk_ReturnsJsonErrorNotStream()
     {
-        _host.Router.Failure = new RouterException(RouterFailureKind.Unavailable, "down");
+        Host.Router.Failure = new RouterException(RouterFailureKind.Unavailable, "down");
 
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","stream":true"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","stream":true"""), Key);
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("model_unavailable", (await response.ReadErrorAsync()).Code);
@@ -79,10 +68,10 @@ public sealed class StreamingTests : IAsyncLifetime
     [Fact]
     public async Task Stream_RouterFailsMidStream_EmitsErrorEventAndNoDone()
     {
-        _host.Router.Failure = new RouterException(RouterFailureKind.BadResponse, "broke");
-        _host.Router.FailStreamAfterChunks = 2;
+        Host.Router.Failure = new RouterException(RouterFailureKind.BadResponse, "broke");
+        Host.Router.FailStreamAfterChunks = 2;
 
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","stream":true"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","stream":true"""), Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = await ReadEventsAsync(response);
@@ -90,15 +79,15 @@ public sealed class StreamingTests : IAsyncLifetime
         var error = JsonDocument.Parse(events[^1]).RootElement.GetProperty("error");
         Assert.Equal("upstream_error", error.GetProperty("code").GetString());
         Assert.Equal(response.Headers.GetValues("X-Request-Id").Single(), error.GetProperty("request_id").GetString());
-        Assert.Equal(1, _host.Router.Calls); // no retry once bytes reached the client
+        Assert.Equal(1, Host.Router.Calls); // no retry once bytes reached the client
     }
 
     [Fact]
     public async Task Stream_TurnMarkerSplitAcrossChunks_IsCutAndStreamStops()
     {
-        _host.Router.StreamChunks = ["Four.", "<|im_", "end|>\n<|im_start|>user\n", "more text"];
+        Host.Router.StreamChunks = ["Four.", "<|im_", "end|>\n<|im_start|>user\n", "more text"];
 
-        var response = await _host.ChatAsync(Http.Chat(extra: ""","stream":true"""), _key);
+        var response = await Host.ChatAsync(Http.Chat(extra: ""","stream":true"""), Key);
 
         var events = await ReadEventsAsync(response);
         var chunks = events.SkipLast(1).Select(e => JsonDocument.Parse(e).RootElement).ToList();
@@ -110,7 +99,7 @@ public sealed class StreamingTests : IAsyncLifetime
     [Fact]
     public async Task Stream_LegacyCompletions_UsesTextCompletionChunks()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/completions", """{"model":"m1","prompt":"Once upon","stream":true}""", _key);
+        var response = await Host.Client.PostJsonAsync("/v1/completions", """{"model":"m1","prompt":"Once upon","stream":true}""", Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = await ReadEventsAsync(response);
@@ -119,7 +108,7 @@ public sealed class StreamingTests : IAsyncLifetime
         Assert.All(chunks, c => Assert.Equal("text_completion", c.GetProperty("object").GetString()));
         Assert.Equal("Hello there.", string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString())));
         Assert.Equal("stop", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
-        Assert.Equal("Once upon", _host.Router.LastRequest!.Prompt);
-        Assert.Equal(1, _host.Router.LastRequest!.PromptType);
+        Assert.Equal("Once upon", Host.Router.LastRequest!.Prompt);
+        Assert.Equal(1, Host.Router.LastRequest!.PromptType);
     }
 }

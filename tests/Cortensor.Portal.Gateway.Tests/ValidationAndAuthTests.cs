@@ -5,36 +5,25 @@ using Cortensor.Portal.Gateway.Tests.Support;
 namespace Cortensor.Portal.Gateway.Tests;
 
 /// <summary>Every bad request gets an OpenAI-shaped error, the expected status, and never reaches a router.</summary>
-public sealed class ValidationAndAuthTests : IAsyncLifetime
+public sealed class ValidationAndAuthTests : GatewayTestBase
 {
-    private GatewayHost _host = null!;
-    private string _key = null!;
-
-    public async Task InitializeAsync()
-    {
-        _host = await GatewayHost.StartAsync();
-        _key = await _host.IssueKeyAsync();
-    }
-
-    public async Task DisposeAsync() => await _host.DisposeAsync();
-
     [Fact]
     public async Task Chat_NoAuthorization_Returns401MentioningBearer()
     {
-        var response = await _host.ChatAsync(Http.Chat(), key: null);
+        var response = await Host.ChatAsync(Http.Chat(), key: null);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         var error = await response.ReadErrorAsync();
         Assert.Equal("invalid_request_error", error.Type);
         Assert.Null(error.Code);
         Assert.Contains("Bearer", error.Message, StringComparison.Ordinal);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]
     public async Task Chat_BasicAuthorization_Returns401()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), null,
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), null,
             r => r.Headers.TryAddWithoutValidation("Authorization", "Basic dXNlcjpwYXNz"));
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
@@ -44,7 +33,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [Fact]
     public async Task Chat_AzureStyleApiKeyHeader_IsAccepted()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), null, r => r.Headers.Add("api-key", _key));
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), null, r => r.Headers.Add("api-key", Key));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
@@ -55,7 +44,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [InlineData("pk_test_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000")] // right shape, wrong checksum
     public async Task Chat_MalformedKey_Returns401InvalidApiKeyWithMaskedKey(string key)
     {
-        var response = await _host.ChatAsync(Http.Chat(), key);
+        var response = await Host.ChatAsync(Http.Chat(), key);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         var error = await response.ReadErrorAsync();
@@ -68,7 +57,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     {
         var stranger = Keys.Format.ApiKeyFormat.Default.Generate(Keys.ApiKeyEnvironment.Test);
 
-        var response = await _host.ChatAsync(Http.Chat(), stranger);
+        var response = await Host.ChatAsync(Http.Chat(), stranger);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("invalid_api_key", (await response.ReadErrorAsync()).Code);
@@ -77,24 +66,24 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [Fact]
     public async Task Chat_RevokedKey_Returns401Revoked()
     {
-        var issued = await _host.Keys.IssueAsync(new Keys.IssueApiKeyRequest { OrgId = "org_r" });
-        Assert.True(await _host.Keys.RevokeAsync("org_r", issued.Record.KeyId));
+        var issued = await Host.Keys.IssueAsync(new Keys.IssueApiKeyRequest { OrgId = "org_r" });
+        Assert.True(await Host.Keys.RevokeAsync("org_r", issued.Record.KeyId));
 
-        var response = await _host.ChatAsync(Http.Chat(), issued.Secret);
+        var response = await Host.ChatAsync(Http.Chat(), issued.Secret);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("api_key_revoked", (await response.ReadErrorAsync()).Code);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]
     public async Task Chat_ExpiredKey_Returns401Expired()
     {
-        var key = await _host.IssueKeyAsync(expiresAt: _host.Time.GetUtcNow().AddMinutes(5));
-        Assert.Equal(HttpStatusCode.OK, (await _host.ChatAsync(Http.Chat(), key)).StatusCode);
+        var key = await Host.IssueKeyAsync(expiresAt: Host.Time.GetUtcNow().AddMinutes(5));
+        Assert.Equal(HttpStatusCode.OK, (await Host.ChatAsync(Http.Chat(), key)).StatusCode);
 
-        _host.Time.Advance(TimeSpan.FromMinutes(6));
-        var response = await _host.ChatAsync(Http.Chat(), key);
+        Host.Time.Advance(TimeSpan.FromMinutes(6));
+        var response = await Host.ChatAsync(Http.Chat(), key);
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         Assert.Equal("api_key_expired", (await response.ReadErrorAsync()).Code);
@@ -105,7 +94,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [InlineData("m-disabled")]
     public async Task Chat_UnknownOrDisabledModel_Returns404ModelNotFound(string model)
     {
-        var response = await _host.ChatAsync(Http.Chat(model: model), _key);
+        var response = await Host.ChatAsync(Http.Chat(model: model), Key);
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         var error = await response.ReadErrorAsync();
@@ -116,13 +105,13 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [Fact]
     public async Task Chat_ModelNotAllowedForKey_Returns403()
     {
-        var limited = await _host.IssueKeyAsync(allowedModels: ["m-other"]);
+        var limited = await Host.IssueKeyAsync(allowedModels: ["m-other"]);
 
-        var response = await _host.ChatAsync(Http.Chat(), limited);
+        var response = await Host.ChatAsync(Http.Chat(), limited);
 
         Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
         Assert.Equal("model_not_allowed", (await response.ReadErrorAsync()).Code);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Theory]
@@ -151,21 +140,21 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [InlineData("""{"model":"m1","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}}""", "response_format.type", "unsupported_parameter")]
     public async Task Chat_InvalidBody_Returns400NamingParamAndCallsNoRouter(string body, string? param, string code)
     {
-        var response = await _host.ChatAsync(body, _key);
+        var response = await Host.ChatAsync(body, Key);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var error = await response.ReadErrorAsync();
         Assert.Equal("invalid_request_error", error.Type);
         Assert.Equal(param, error.Param);
         Assert.Equal(code, error.Code);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]
     public async Task Chat_UnknownExtraFieldsAndHeaders_AreAccepted()
     {
-        var response = await _host.Client.PostJsonAsync("/v1/chat/completions",
-            Http.Chat(extra: ""","metadata":{"a":"b"},"store":false,"user":"u1","seed":3,"service_tier":"auto","tool_choice":"none","response_format":{"type":"text"}"""), _key,
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions",
+            Http.Chat(extra: ""","metadata":{"a":"b"},"store":false,"user":"u1","seed":3,"service_tier":"auto","tool_choice":"none","response_format":{"type":"text"}"""), Key,
             r =>
             {
                 r.Headers.Add("OpenAI-Organization", "org-x");
@@ -178,11 +167,11 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [Fact]
     public async Task Chat_TextPartArrayContent_IsJoined()
     {
-        var response = await _host.ChatAsync("""{"model":"m1","messages":[{"role":"system","content":[{"type":"text","text":"Be brief."}]},{"role":"user","content":[{"type":"text","text":"A"},{"type":"text","text":"B"}]}]}""", _key);
+        var response = await Host.ChatAsync("""{"model":"m1","messages":[{"role":"system","content":[{"type":"text","text":"Be brief."}]},{"role":"user","content":[{"type":"text","text":"A"},{"type":"text","text":"B"}]}]}""", Key);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Contains("A\nB", _host.Router.LastRequest!.Prompt, StringComparison.Ordinal);
-        Assert.Contains("Be brief.", _host.Router.LastRequest!.Prompt, StringComparison.Ordinal);
+        Assert.Contains("A\nB", Host.Router.LastRequest!.Prompt, StringComparison.Ordinal);
+        Assert.Contains("Be brief.", Host.Router.LastRequest!.Prompt, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -190,11 +179,11 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     {
         var big = Http.Chat(content: new string('x', 8000));
 
-        var response = await _host.ChatAsync(big, _key);
+        var response = await Host.ChatAsync(big, Key);
 
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         Assert.Equal("request_too_large", (await response.ReadErrorAsync()).Code);
-        Assert.Equal(0, _host.Router.Calls);
+        Assert.Equal(0, Host.Router.Calls);
     }
 
     [Fact]
@@ -203,10 +192,10 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
         using var content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(Http.Chat(content: new string('y', 8000)))));
         content.Headers.ContentType = new("application/json");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = content };
-        request.Headers.Authorization = new("Bearer", _key);
+        request.Headers.Authorization = new("Bearer", Key);
         request.Headers.TransferEncodingChunked = true;
 
-        var response = await _host.Client.SendAsync(request);
+        var response = await Host.Client.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
     }
@@ -215,7 +204,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     public async Task Chat_PromptOverContextWindow_Returns400ContextLengthExceeded()
     {
         // m1 has a 1000-token window; 4,000 chars ≈ 1,000 tokens plus the template.
-        var response = await _host.ChatAsync(Http.Chat(content: new string('z', 4000)), _key);
+        var response = await Host.ChatAsync(Http.Chat(content: new string('z', 4000)), Key);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var error = await response.ReadErrorAsync();
@@ -226,7 +215,7 @@ public sealed class ValidationAndAuthTests : IAsyncLifetime
     [Fact]
     public async Task UnknownV1Route_Returns404InOpenAIShape()
     {
-        var response = await _host.Client.GetAsync("/v1/embeddings");
+        var response = await Host.Client.GetAsync("/v1/embeddings");
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Equal("unknown_url", (await response.ReadErrorAsync()).Code);

@@ -1,14 +1,12 @@
+using System.Text;
 using System.Text.Json;
 using Cortensor.Portal.Fleet.Prompts;
-using Cortensor.Portal.Fleet.Protocols;
 using Cortensor.Portal.Gateway.Authentication;
-using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Gateway.Inference;
 using Cortensor.Portal.Gateway.OpenAI;
 using Cortensor.Portal.Gateway.Telemetry;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
 namespace Cortensor.Portal.Gateway.Endpoints;
@@ -27,7 +25,7 @@ internal static class ChatCompletionsEndpoint
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
         var principal = await authenticator.AuthenticateAsync(context);
-        var body = await JsonBodyReader.ReadAsync(context, GatewayJsonContext.Default.ChatCompletionRequest, options.Value.MaxRequestBodyBytes);
+        var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.ChatCompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
         var messages = RequestValidation.Messages(body.Messages);
@@ -38,54 +36,23 @@ internal static class ChatCompletionsEndpoint
             body.PresencePenalty, body.FrequencyPenalty, body.Stop, body.N);
 
         var model = inference.ResolveModel(alias, principal);
+        context.Items[GatewayEndpointFilter.ModelItemKey] = model.Alias;
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens, maxParam);
         var prompt = PromptBuilder.Build(model.PromptFormat, messages);
-        var promptTokens = InferenceService.EstimateTokens(prompt);
-        if (promptTokens > model.ContextTokens)
-        {
-            throw new GatewayException(GatewayError.ContextLengthExceeded(model.ContextTokens, promptTokens));
-        }
-
-        context.Items[GatewayEndpointFilter.ModelItemKey] = model.Alias;
-        var routed = inference.Route(model, new RouterCompletionRequest
-        {
-            Prompt = prompt,
-            Messages = messages,
-            PromptFormat = model.PromptFormat,
-            PromptType = model.PromptType,
-            MaxTokens = maxTokens,
-            Temperature = sampling.Temperature ?? model.Defaults.Temperature,
-            TopP = sampling.TopP ?? model.Defaults.TopP,
-            TopK = sampling.TopK ?? model.Defaults.TopK,
-            PresencePenalty = sampling.PresencePenalty,
-            FrequencyPenalty = sampling.FrequencyPenalty,
-            Stop = sampling.Stop,
-            ClientReference = requestId,
-            TaskTimeoutSeconds = model.TaskTimeoutSeconds,
-            PrecommitTimeoutSeconds = model.PrecommitTimeoutSeconds,
-            HttpTimeoutSlackSeconds = model.HttpTimeoutSlackSeconds,
-        });
+        var routed = inference.Route(model, requestId, prompt, messages, model.PromptType, maxTokens, sampling);
 
         var completionId = "chatcmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         if (body.Stream == true)
         {
-            await StreamAsync(context, inference, routed, completionId, created, alias, promptTokens, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
+            var writer = new ChunkWriter(context.Response, completionId, created, alias, body.StreamOptions?.IncludeUsage == true, context.RequestAborted);
+            await StreamAsync(context, inference, routed, writer, telemetry, timer);
             return;
         }
 
-        RouterCompletion completion;
-        try
-        {
-            completion = await routed.Client.CompleteAsync(routed.Target, routed.Request, context.RequestAborted);
-        }
-        catch (RouterException ex)
-        {
-            throw new GatewayException(inference.Map(ex, routed.Target, requestId));
-        }
-
+        var completion = await inference.CompleteAsync(routed, requestId, context.RequestAborted);
         var text = OutputCleaner.Clean(model.PromptFormat, completion.Text);
-        var usage = Usage(completion.Usage, promptTokens, text);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
 
         var response = new ChatCompletionResponse(
@@ -96,62 +63,30 @@ internal static class ChatCompletionsEndpoint
             [new ChatChoiceDto(0, new ChatResponseMessageDto("assistant", text, null), null, InferenceService.MapFinishReason(completion.FinishReason))],
             usage);
         timer.Stamp(context.Response);
-        await context.Response.WriteAsJsonAsync(response, GatewayJsonContext.Default.ChatCompletionResponse, "application/json", context.RequestAborted);
-    }
-
-    internal static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText)
-    {
-        var prompt = reported?.PromptTokens ?? estimatedPromptTokens;
-        var completion = reported?.CompletionTokens ?? InferenceService.EstimateTokens(completionText);
-        return new UsageDto(prompt, completion, prompt + completion);
+        await context.Response.WriteAsJsonAsync(response, GatewayJson.Context.ChatCompletionResponse, "application/json", context.RequestAborted);
     }
 
     private static async Task StreamAsync(
         HttpContext context,
         InferenceService inference,
         RoutedRequest routed,
-        string completionId,
-        long created,
-        string alias,
-        int promptTokens,
-        bool includeUsage,
+        ChunkWriter writer,
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        var requestId = RequestIds.Get(context);
-        await using var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
-
-        // Nothing is written until the router has produced its first chunk, so a router failure up to here is
-        // still a plain JSON error with the right status (and could be failed over later).
-        bool hasChunk;
-        try
-        {
-            hasChunk = await chunks.MoveNextAsync();
-        }
-        catch (RouterException ex)
-        {
-            throw new GatewayException(inference.Map(ex, routed.Target, requestId));
-        }
-
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
-        response.Headers.CacheControl = "no-cache";
-        response.Headers["X-Accel-Buffering"] = "no";
-        timer.Stamp(response);
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-
-        var writer = new ChunkWriter(response, completionId, created, alias, includeUsage, context.RequestAborted);
+        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), context.RequestAborted);
+        SseWriter.Start(context, timer);
         await writer.WriteAsync(new ChatDeltaDto("assistant", ""), null);
 
         var cleaner = new StreamingOutputCleaner(routed.Model.PromptFormat);
-        var emitted = new System.Text.StringBuilder();
-        RouterUsage? usage = null;
+        var emitted = new StringBuilder();
+        Fleet.Protocols.RouterUsage? usage = null;
         string? finishReason = null;
-        while (hasChunk)
+        while (stream.HasChunk)
         {
-            var chunk = chunks.Current;
+            var chunk = stream.Current;
             usage = chunk.Usage ?? usage;
+            finishReason = chunk.FinishReason ?? finishReason;
             var text = cleaner.Push(chunk.Text);
             if (text.Length > 0)
             {
@@ -159,25 +94,15 @@ internal static class ChatCompletionsEndpoint
                 await writer.WriteAsync(new ChatDeltaDto(null, text), null);
             }
 
-            if (chunk.FinishReason is not null)
-            {
-                finishReason = chunk.FinishReason;
-            }
-
             if (cleaner.IsStopped)
             {
-                break;
+                break; // the model began a new turn: stop reading (disposing the stream aborts the router call)
             }
 
-            try
-            {
-                hasChunk = await chunks.MoveNextAsync();
-            }
-            catch (RouterException ex)
+            if (await stream.MoveNextAsync() is { } error)
             {
                 // Bytes have reached the client: no retry, no failover. Report in-band and close.
-                var error = inference.Map(ex, routed.Target, requestId);
-                await response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, error), context.RequestAborted);
+                await context.Response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, error), context.RequestAborted);
                 return;
             }
         }
@@ -190,36 +115,36 @@ internal static class ChatCompletionsEndpoint
         }
 
         await writer.WriteAsync(new ChatDeltaDto(null, null), InferenceService.MapFinishReason(finishReason));
-        var finalUsage = Usage(usage, promptTokens, emitted.ToString());
-        telemetry.RecordTokens(alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
-        if (includeUsage)
-        {
-            await writer.WriteUsageAsync(finalUsage);
-        }
-
-        await response.Body.WriteAsync(SseWriter.Done, context.RequestAborted);
-        await response.Body.FlushAsync(context.RequestAborted);
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString());
+        telemetry.RecordTokens(routed.Model.Alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
+        await writer.WriteUsageAsync(finalUsage);
+        await SseWriter.WriteDoneAsync(context.Response, context.RequestAborted);
     }
 
     /// <summary>Writes chat.completion.chunk events that share id, created and model.</summary>
     private sealed class ChunkWriter(HttpResponse response, string id, long created, string model, bool includeUsage, CancellationToken cancellationToken)
     {
-        public async Task WriteAsync(ChatDeltaDto delta, string? finishReason)
+        public Task WriteAsync(ChatDeltaDto delta, string? finishReason)
         {
             IReadOnlyList<ChatChunkChoiceDto> choices = [new ChatChunkChoiceDto(0, delta, null, finishReason)];
             var json = includeUsage
-                ? JsonSerializer.SerializeToUtf8Bytes(new ChatCompletionChunkWithUsage(id, "chat.completion.chunk", created, model, choices, null), GatewayJsonContext.Default.ChatCompletionChunkWithUsage)
-                : JsonSerializer.SerializeToUtf8Bytes(new ChatCompletionChunk(id, "chat.completion.chunk", created, model, choices), GatewayJsonContext.Default.ChatCompletionChunk);
-            await response.Body.WriteAsync(SseWriter.Frame(json), cancellationToken);
-            await response.Body.FlushAsync(cancellationToken);
+                ? JsonSerializer.SerializeToUtf8Bytes(new ChatCompletionChunkWithUsage(id, "chat.completion.chunk", created, model, choices, null), GatewayJson.Context.ChatCompletionChunkWithUsage)
+                : JsonSerializer.SerializeToUtf8Bytes(new ChatCompletionChunk(id, "chat.completion.chunk", created, model, choices), GatewayJson.Context.ChatCompletionChunk);
+            return SseWriter.WriteAsync(response, json, cancellationToken);
         }
 
-        public async Task WriteUsageAsync(UsageDto usage)
+        /// <summary>The extra <c>choices: []</c> chunk with usage, only when the client asked for it.</summary>
+        public Task WriteUsageAsync(UsageDto usage)
         {
+            if (!includeUsage)
+            {
+                return Task.CompletedTask;
+            }
+
             var json = JsonSerializer.SerializeToUtf8Bytes(
                 new ChatCompletionChunkWithUsage(id, "chat.completion.chunk", created, model, [], usage),
-                GatewayJsonContext.Default.ChatCompletionChunkWithUsage);
-            await response.Body.WriteAsync(SseWriter.Frame(json), cancellationToken);
+                GatewayJson.Context.ChatCompletionChunkWithUsage);
+            return SseWriter.WriteAsync(response, json, cancellationToken);
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Cortensor.Portal.Fleet.Protocols;
 using Cortensor.Portal.Gateway.Authentication;
 using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Hosting;
@@ -7,7 +6,6 @@ using Cortensor.Portal.Gateway.Inference;
 using Cortensor.Portal.Gateway.OpenAI;
 using Cortensor.Portal.Gateway.Telemetry;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
 namespace Cortensor.Portal.Gateway.Endpoints;
@@ -31,7 +29,7 @@ internal static class CompletionsEndpoint
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
         var principal = await authenticator.AuthenticateAsync(context);
-        var body = await JsonBodyReader.ReadAsync(context, GatewayJsonContext.Default.CompletionRequest, options.Value.MaxRequestBodyBytes);
+        var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.CompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
         var prompt = Prompt(body.Prompt);
@@ -41,55 +39,26 @@ internal static class CompletionsEndpoint
             body.PresencePenalty, body.FrequencyPenalty, body.Stop, body.N);
 
         var model = inference.ResolveModel(alias, principal);
-        var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens ?? Math.Min(DefaultMaxTokens, model.MaxOutputTokens), "max_tokens");
-        var promptTokens = InferenceService.EstimateTokens(prompt);
-        if (promptTokens > model.ContextTokens)
-        {
-            throw new GatewayException(GatewayError.ContextLengthExceeded(model.ContextTokens, promptTokens));
-        }
-
         context.Items[GatewayEndpointFilter.ModelItemKey] = model.Alias;
-        var routed = inference.Route(model, new RouterCompletionRequest
-        {
-            Prompt = prompt,
-            PromptType = 1,
-            MaxTokens = maxTokens,
-            Temperature = sampling.Temperature ?? model.Defaults.Temperature,
-            TopP = sampling.TopP ?? model.Defaults.TopP,
-            TopK = sampling.TopK ?? model.Defaults.TopK,
-            PresencePenalty = sampling.PresencePenalty,
-            FrequencyPenalty = sampling.FrequencyPenalty,
-            Stop = sampling.Stop,
-            ClientReference = requestId,
-            TaskTimeoutSeconds = model.TaskTimeoutSeconds,
-            PrecommitTimeoutSeconds = model.PrecommitTimeoutSeconds,
-            HttpTimeoutSlackSeconds = model.HttpTimeoutSlackSeconds,
-        });
+        var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens ?? Math.Min(DefaultMaxTokens, model.MaxOutputTokens), "max_tokens");
+        // prompt_type 1 (raw): the caller wrote the prompt, the router applies no template.
+        var routed = inference.Route(model, requestId, prompt, messages: null, promptType: 1, maxTokens, sampling);
 
         var id = "cmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         if (body.Stream == true)
         {
-            await StreamAsync(context, inference, routed, id, created, alias, promptTokens, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
+            await StreamAsync(context, inference, routed, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
             return;
         }
 
-        RouterCompletion completion;
-        try
-        {
-            completion = await routed.Client.CompleteAsync(routed.Target, routed.Request, context.RequestAborted);
-        }
-        catch (RouterException ex)
-        {
-            throw new GatewayException(inference.Map(ex, routed.Target, requestId));
-        }
-
-        var usage = ChatCompletionsEndpoint.Usage(completion.Usage, promptTokens, completion.Text);
+        var completion = await inference.CompleteAsync(routed, requestId, context.RequestAborted);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
         var response = new TextCompletionResponse(id, "text_completion", created, alias,
             [new TextChoiceDto(completion.Text, 0, null, InferenceService.MapFinishReason(completion.FinishReason))], usage);
         timer.Stamp(context.Response);
-        await context.Response.WriteAsJsonAsync(response, GatewayJsonContext.Default.TextCompletionResponse, "application/json", context.RequestAborted);
+        await context.Response.WriteAsJsonAsync(response, GatewayJson.Context.TextCompletionResponse, "application/json", context.RequestAborted);
     }
 
     private static string Prompt(JsonElement prompt)
@@ -144,37 +113,19 @@ internal static class CompletionsEndpoint
         string id,
         long created,
         string alias,
-        int promptTokens,
         bool includeUsage,
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        var requestId = RequestIds.Get(context);
-        await using var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, context.RequestAborted).GetAsyncEnumerator(context.RequestAborted);
-        bool hasChunk;
-        try
-        {
-            hasChunk = await chunks.MoveNextAsync();
-        }
-        catch (RouterException ex)
-        {
-            throw new GatewayException(inference.Map(ex, routed.Target, requestId));
-        }
-
-        var response = context.Response;
-        response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
-        response.Headers.CacheControl = "no-cache";
-        response.Headers["X-Accel-Buffering"] = "no";
-        timer.Stamp(response);
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), context.RequestAborted);
+        SseWriter.Start(context, timer);
 
         var emitted = new System.Text.StringBuilder();
-        RouterUsage? usage = null;
+        Fleet.Protocols.RouterUsage? usage = null;
         string? finishReason = null;
-        while (hasChunk)
+        while (stream.HasChunk)
         {
-            var chunk = chunks.Current;
+            var chunk = stream.Current;
             usage = chunk.Usage ?? usage;
             finishReason = chunk.FinishReason ?? finishReason;
             if (chunk.Text.Length > 0)
@@ -183,38 +134,28 @@ internal static class CompletionsEndpoint
                 await WriteAsync(new TextChoiceDto(chunk.Text, 0, null, null));
             }
 
-            try
+            if (await stream.MoveNextAsync() is { } error)
             {
-                hasChunk = await chunks.MoveNextAsync();
-            }
-            catch (RouterException ex)
-            {
-                await response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, inference.Map(ex, routed.Target, requestId)), context.RequestAborted);
+                await context.Response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, error), context.RequestAborted);
                 return;
             }
         }
 
         await WriteAsync(new TextChoiceDto("", 0, null, InferenceService.MapFinishReason(finishReason)));
-        var finalUsage = ChatCompletionsEndpoint.Usage(usage, promptTokens, emitted.ToString());
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString());
         telemetry.RecordTokens(alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
         if (includeUsage)
         {
-            var json = JsonSerializer.SerializeToUtf8Bytes(
+            await SseWriter.WriteAsync(context.Response, JsonSerializer.SerializeToUtf8Bytes(
                 new TextCompletionResponseWithUsage(id, "text_completion", created, alias, [], finalUsage),
-                GatewayJsonContext.Default.TextCompletionResponseWithUsage);
-            await response.Body.WriteAsync(SseWriter.Frame(json), context.RequestAborted);
+                GatewayJson.Context.TextCompletionResponseWithUsage), context.RequestAborted);
         }
 
-        await response.Body.WriteAsync(SseWriter.Done, context.RequestAborted);
-        await response.Body.FlushAsync(context.RequestAborted);
+        await SseWriter.WriteDoneAsync(context.Response, context.RequestAborted);
 
-        async Task WriteAsync(TextChoiceDto choice)
-        {
-            var json = includeUsage
-                ? JsonSerializer.SerializeToUtf8Bytes(new TextCompletionResponseWithUsage(id, "text_completion", created, alias, [choice], null), GatewayJsonContext.Default.TextCompletionResponseWithUsage)
-                : JsonSerializer.SerializeToUtf8Bytes(new TextCompletionResponse(id, "text_completion", created, alias, [choice], null), GatewayJsonContext.Default.TextCompletionResponse);
-            await response.Body.WriteAsync(SseWriter.Frame(json), context.RequestAborted);
-            await response.Body.FlushAsync(context.RequestAborted);
-        }
+        Task WriteAsync(TextChoiceDto choice) => SseWriter.WriteAsync(context.Response, includeUsage
+            ? JsonSerializer.SerializeToUtf8Bytes(new TextCompletionResponseWithUsage(id, "text_completion", created, alias, [choice], null), GatewayJson.Context.TextCompletionResponseWithUsage)
+            : JsonSerializer.SerializeToUtf8Bytes(new TextCompletionResponse(id, "text_completion", created, alias, [choice], null), GatewayJson.Context.TextCompletionResponse),
+            context.RequestAborted);
     }
 }

@@ -13,7 +13,7 @@ internal static class ModelsEndpoints
     {
         var principal = await authenticator.AuthenticateAsync(context);
         var data = catalog.Models.Where(m => principal.IsModelAllowed(m.Alias)).Select(ToDto).ToArray();
-        await context.Response.WriteAsJsonAsync(new ModelListDto("list", data), GatewayJsonContext.Default.ModelListDto, "application/json", context.RequestAborted);
+        await context.Response.WriteAsJsonAsync(new ModelListDto("list", data), GatewayJson.Context.ModelListDto, "application/json", context.RequestAborted);
     }
 
     public static async Task GetAsync(HttpContext context, string id, ApiKeyAuthenticator authenticator, IModelCatalog catalog)
@@ -25,13 +25,13 @@ internal static class ModelsEndpoints
             throw new GatewayException(GatewayError.ModelNotFound(alias));
         }
 
-        await context.Response.WriteAsJsonAsync(ToDto(model), GatewayJsonContext.Default.ModelDto, "application/json", context.RequestAborted);
+        await context.Response.WriteAsJsonAsync(ToDto(model), GatewayJson.Context.ModelDto, "application/json", context.RequestAborted);
     }
 
     public static Task HealthAsync(HttpContext context, IModelCatalog catalog)
         => context.Response.WriteAsJsonAsync(
             new HealthDto("ok", catalog.Models.Select(m => m.Alias).ToArray()),
-            GatewayJsonContext.Default.HealthDto, "application/json", context.RequestAborted);
+            GatewayJson.Context.HealthDto, "application/json", context.RequestAborted);
 
     public static Task UnknownRouteAsync(HttpContext context)
         => throw new GatewayException(GatewayError.NotFoundRoute(context.Request.Path));

@@ -18,6 +18,8 @@ internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, 
         var context = invocation.HttpContext;
         var requestId = RequestIds.Get(context);
         var start = time.GetTimestamp();
+        using var activity = GatewayTelemetry.ActivitySource.StartActivity("cortensor.gateway.request");
+        activity?.SetTag("cortensor.request_id", requestId);
         try
         {
             var result = await next(invocation);
@@ -43,6 +45,8 @@ internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, 
 
         var elapsed = time.GetElapsedTime(start);
         var model = context.Items.TryGetValue(ModelItemKey, out var m) ? m as string : null;
+        activity?.SetTag("gen_ai.request.model", model);
+        activity?.SetTag("http.response.status_code", context.Response.StatusCode);
         telemetry.RecordRequest(model, context.Response.StatusCode, elapsed);
         Log.Completed(logger, requestId, context.Request.Method, context.Request.Path, model, context.Response.StatusCode, elapsed.TotalMilliseconds);
         return null;

@@ -79,14 +79,14 @@ internal static class ErrorWriter
 
         var body = new ErrorResponseDto(new ErrorBodyDto(error.Message, error.Type, error.Param, error.Code, requestId));
         response.ContentType = "application/json";
-        await response.WriteAsJsonAsync(body, GatewayJsonContext.Default.ErrorResponseDto, contentType: "application/json", context.RequestAborted);
+        await response.WriteAsJsonAsync(body, GatewayJson.Context.ErrorResponseDto, contentType: "application/json", context.RequestAborted);
     }
 
     /// <summary>Same error as an SSE data event, for failures after a stream has started.</summary>
     public static byte[] ToSseEvent(HttpContext context, GatewayError error)
     {
         var body = new ErrorResponseDto(new ErrorBodyDto(error.Message, error.Type, error.Param, error.Code, RequestIds.Get(context)));
-        return SseWriter.Frame(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(body, GatewayJsonContext.Default.ErrorResponseDto));
+        return SseWriter.Frame(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(body, GatewayJson.Context.ErrorResponseDto));
     }
 }
 
@@ -113,6 +113,30 @@ internal static class SseWriter
     private static readonly byte[] Suffix = "\n\n"u8.ToArray();
 
     public static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
+
+    /// <summary>200 <c>text/event-stream</c>, no caching or proxy buffering, each write flushed.</summary>
+    public static void Start(HttpContext context, ProcessingTimer timer)
+    {
+        var response = context.Response;
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        timer.Stamp(response);
+        context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResponseBodyFeature>()?.DisableBuffering();
+    }
+
+    public static async Task WriteDoneAsync(HttpResponse response, CancellationToken cancellationToken)
+    {
+        await response.Body.WriteAsync(Done, cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
+
+    public static async Task WriteAsync(HttpResponse response, byte[] json, CancellationToken cancellationToken)
+    {
+        await response.Body.WriteAsync(Frame(json), cancellationToken);
+        await response.Body.FlushAsync(cancellationToken);
+    }
 
     public static byte[] Frame(ReadOnlySpan<byte> json)
     {

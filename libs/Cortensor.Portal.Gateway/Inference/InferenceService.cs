@@ -1,9 +1,11 @@
 using System.Collections.Frozen;
 using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Fleet.Protocols;
 using Cortensor.Portal.Fleet.Routing;
 using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Gateway.OpenAI;
 using Cortensor.Portal.Keys;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -11,7 +13,35 @@ using Microsoft.Extensions.Options;
 namespace Cortensor.Portal.Gateway.Inference;
 
 /// <summary>A request that passed validation, entitlement and routing: ready to send.</summary>
-internal sealed record RoutedRequest(CatalogModel Model, RouterTarget Target, IRouterProtocolClient Client, RouterCompletionRequest Request);
+internal sealed record RoutedRequest(CatalogModel Model, RouterTarget Target, IRouterProtocolClient Client, RouterCompletionRequest Request, int EstimatedPromptTokens);
+
+/// <summary>
+/// A router stream whose first chunk has arrived (or which ended at once). Failures after that point come back
+/// from <see cref="MoveNextAsync"/> as a <see cref="GatewayError"/>: bytes may already be with the client.
+/// </summary>
+internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunks, bool hasChunk, InferenceService inference, RoutedRequest routed, string requestId) : IAsyncDisposable
+{
+    public bool HasChunk { get; private set; } = hasChunk;
+
+    public RouterStreamChunk Current => chunks.Current;
+
+    /// <summary>Advances; returns the error to report in-band when the router fails mid-stream.</summary>
+    public async Task<GatewayError?> MoveNextAsync()
+    {
+        try
+        {
+            HasChunk = await chunks.MoveNextAsync();
+            return null;
+        }
+        catch (RouterException ex)
+        {
+            HasChunk = false;
+            return inference.Map(ex, routed.Target, requestId);
+        }
+    }
+
+    public ValueTask DisposeAsync() => chunks.DisposeAsync();
+}
 
 /// <summary>Model resolution, entitlement, routing, and the mapping of router failures to client errors.</summary>
 internal sealed partial class InferenceService
@@ -69,15 +99,95 @@ internal sealed partial class InferenceService
     /// <summary>Rough token estimate (4 characters a token) used for limits and when a router reports no usage.</summary>
     public static int EstimateTokens(string text) => text.Length == 0 ? 0 : (text.Length + 3) / 4;
 
-    public RoutedRequest Route(CatalogModel model, RouterCompletionRequest request)
+    /// <summary>
+    /// Last checks before any router work (context window), then picks a (router, session) pair.
+    /// <paramref name="messages"/> go to OpenAI-compatible upstreams as they are; Cortensor routers get <paramref name="prompt"/>.
+    /// </summary>
+    public RoutedRequest Route(
+        CatalogModel model,
+        string requestId,
+        string prompt,
+        IReadOnlyList<PromptMessage>? messages,
+        int promptType,
+        int maxTokens,
+        SamplingRequest sampling)
     {
+        var promptTokens = EstimateTokens(prompt);
+        if (promptTokens > model.ContextTokens)
+        {
+            throw new GatewayException(GatewayError.ContextLengthExceeded(model.ContextTokens, promptTokens));
+        }
+
         if (!_selector.TrySelect(model.Pool, out var target) || !_clients.TryGetValue(target.Protocol, out var client))
         {
             Log.NoRouterAvailable(_logger, model.Alias);
             throw new GatewayException(GatewayError.RouterUnavailable(_options.UnavailableRetryAfterSeconds));
         }
 
-        return new RoutedRequest(model, target, client, request);
+        var request = new RouterCompletionRequest
+        {
+            Prompt = prompt,
+            Messages = messages,
+            PromptFormat = model.PromptFormat,
+            PromptType = promptType,
+            MaxTokens = maxTokens,
+            Temperature = sampling.Temperature ?? model.Defaults.Temperature,
+            TopP = sampling.TopP ?? model.Defaults.TopP,
+            TopK = sampling.TopK ?? model.Defaults.TopK,
+            PresencePenalty = sampling.PresencePenalty,
+            FrequencyPenalty = sampling.FrequencyPenalty,
+            Stop = sampling.Stop,
+            ClientReference = requestId,
+            TaskTimeoutSeconds = model.TaskTimeoutSeconds,
+            PrecommitTimeoutSeconds = model.PrecommitTimeoutSeconds,
+            HttpTimeoutSlackSeconds = model.HttpTimeoutSlackSeconds,
+        };
+        return new RoutedRequest(model, target, client, request, promptTokens);
+    }
+
+    /// <summary>Non-stream call; router failures become the matching <see cref="GatewayException"/>.</summary>
+    public async Task<RouterCompletion> CompleteAsync(RoutedRequest routed, string requestId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await routed.Client.CompleteAsync(routed.Target, routed.Request, cancellationToken);
+        }
+        catch (RouterException ex)
+        {
+            throw new GatewayException(Map(ex, routed.Target, requestId));
+        }
+    }
+
+    /// <summary>
+    /// Starts a stream and waits for its first chunk. Nothing has been written to the client yet, so a failure
+    /// up to here is still a plain JSON error with the right status (and could be failed over later).
+    /// </summary>
+    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, string requestId, CancellationToken cancellationToken)
+    {
+        var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        try
+        {
+            var hasChunk = await chunks.MoveNextAsync();
+            return new OpenRouterStream(chunks, hasChunk, this, routed, requestId);
+        }
+        catch (RouterException ex)
+        {
+            await chunks.DisposeAsync();
+            throw new GatewayException(Map(ex, routed.Target, requestId));
+        }
+        catch
+        {
+            await chunks.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Router usage when reported, else estimates (4 characters a token).</summary>
+    public static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText)
+    {
+        var prompt = reported?.PromptTokens ?? estimatedPromptTokens;
+        var completion = reported?.CompletionTokens ?? EstimateTokens(completionText);
+        return new UsageDto(prompt, completion, prompt + completion);
     }
 
     /// <summary>Router failure → the status OpenAI clients expect: 503 (+Retry-After), 504 or 502.</summary>

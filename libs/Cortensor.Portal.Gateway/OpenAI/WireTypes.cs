@@ -203,3 +203,15 @@ internal sealed record ErrorResponseDto(ErrorBodyDto Error);
 [JsonSerializable(typeof(HealthDto))]
 [JsonSerializable(typeof(ErrorResponseDto))]
 internal sealed partial class GatewayJsonContext : JsonSerializerContext;
+
+/// <summary>
+/// The context the gateway writes with: source-generated, plus the relaxed encoder so messages read
+/// "Invalid 'messages'" rather than "Invalid \u0027messages\u0027" (responses are JSON APIs, never HTML).
+/// </summary>
+internal static class GatewayJson
+{
+    public static readonly GatewayJsonContext Context = new(new JsonSerializerOptions(GatewayJsonContext.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}
