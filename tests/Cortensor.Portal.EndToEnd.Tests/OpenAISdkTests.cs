@@ -206,3 +206,46 @@ public sealed class OpenAISdkTests(PortalFixture portal)
         Assert.Contains("qwen-3.5-9b", aliases);
     }
 }
+
+/// <summary>A pool can front an OpenAI-compatible upstream (vLLM, llama.cpp server, Ollama) instead of Cortensor routers.</summary>
+[Collection(PortalCollection.Name)]
+public sealed class OpenAICompatibleUpstreamTests(PortalFixture portal)
+{
+    private ChatClient Chat() => new("m-upstream", new ApiKeyCredential(portal.DevKey), new OpenAIClientOptions
+    {
+        Endpoint = new Uri(portal.BaseUrl, "/v1"),
+        RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
+    });
+
+    [Fact]
+    public async Task CompleteChat_UpstreamPool_PassesMessagesAndUsesUpstreamModelAndKey()
+    {
+        ChatCompletion completion = await Chat().CompleteChatAsync(new SystemChatMessage("Be brief."), new UserChatMessage("hi there"));
+
+        Assert.Equal("upstream saw: hi there (model Qwen/Test-9B)", completion.Content[0].Text);
+        Assert.Equal("m-upstream", completion.Model);
+        Assert.Equal(5, completion.Usage.InputTokenCount);
+        Assert.Equal(7, completion.Usage.OutputTokenCount);
+        Assert.Equal("Bearer " + FakeOpenAIUpstream.ApiKey, portal.Upstream.AuthorizationHeaders.Last());
+        Assert.DoesNotContain(portal.Upstream.AuthorizationHeaders, h => h.Contains(portal.DevKey, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task CompleteChatStreaming_UpstreamPool_StreamsUpstreamText()
+    {
+        var text = new StringBuilder();
+        ChatTokenUsage? usage = null;
+        await foreach (var update in Chat().CompleteChatStreamingAsync(new UserChatMessage("stream me")))
+        {
+            foreach (var part in update.ContentUpdate)
+            {
+                text.Append(part.Text);
+            }
+
+            usage ??= update.Usage;
+        }
+
+        Assert.Equal("upstream saw: stream me (model Qwen/Test-9B)", text.ToString());
+        Assert.Equal(7, usage?.OutputTokenCount);
+    }
+}

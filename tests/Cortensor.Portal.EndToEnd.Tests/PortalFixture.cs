@@ -25,6 +25,9 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
 
     public string BootstrapOutput => _bootstrapOutput.ToString();
 
+    /// <summary>An OpenAI-compatible upstream behind the <c>m-upstream</c> alias.</summary>
+    public FakeOpenAIUpstream Upstream { get; private set; } = null!;
+
     public HttpClient Http { get; private set; } = null!;
 
     /// <summary>Every log line the host wrote, at every level.</summary>
@@ -48,6 +51,9 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
                 AddFaultPool(fleet, "m-broken", new SimulatedRouterSettings { ErrorRate = 1, ErrorStatusCode = 500, PlainTextErrors = true });
                 AddFaultPool(fleet, "m-slow", new SimulatedRouterSettings { LatencyMs = 4000 }, taskTimeoutSeconds: 1);
                 AddFaultPool(fleet, "m-trickle", new SimulatedRouterSettings { TokensPerSecond = 4 });
+                fleet.Routers["vllm-1"] = new RouterOptions { BaseUrl = new Uri(Upstream.BaseUrl, "/v1"), ApiKey = FakeOpenAIUpstream.ApiKey, Protocol = RouterProtocol.OpenAICompatible };
+                fleet.Pools["vllm"] = new PoolOptions { UpstreamModel = "Qwen/Test-9B", Members = [new PoolMemberOptions { Router = "vllm-1" }] };
+                fleet.Models["m-upstream"] = new ModelOptions { Pool = "vllm" };
             });
         });
         UseKestrel(0);
@@ -79,20 +85,20 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
         return issued.Secret;
     }
 
-    public Task InitializeAsync()
+    public async Task InitializeAsync()
     {
+        Upstream = await FakeOpenAIUpstream.StartAsync();
         StartServer();
         Http = CreateClient();
         BaseUrl = Http.BaseAddress!;
         var line = BootstrapOutput.Split('\n').Single(l => l.StartsWith(DevelopmentBootstrapOptions.KeyLinePrefix, StringComparison.Ordinal));
         DevKey = line[DevelopmentBootstrapOptions.KeyLinePrefix.Length..].Trim();
-        return Task.CompletedTask;
     }
 
-    Task IAsyncLifetime.DisposeAsync()
+    async Task IAsyncLifetime.DisposeAsync()
     {
         Http.Dispose();
-        return Task.CompletedTask;
+        await Upstream.DisposeAsync();
     }
 }
 

@@ -16,7 +16,7 @@ namespace Cortensor.Portal.Fleet.Hosting;
 /// </summary>
 internal sealed partial class SimulatedRouterHost(
     IOptionsMonitor<FleetOptions> options,
-    ILogger<SimulatedRouterHost> logger) : IHostedService, ISimulatedRouterDirectory, IAsyncDisposable
+    ILogger<SimulatedRouterHost> logger) : IHostedService, ISimulatedRouterDirectory, IAsyncDisposable, IDisposable
 {
     private readonly ConcurrentDictionary<string, (RouterSimulatorServer Server, string ApiKey)> _servers = new(StringComparer.OrdinalIgnoreCase);
 
@@ -69,6 +69,9 @@ internal sealed partial class SimulatedRouterHost(
     }
 
     public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None);
+
+    // Containers disposed synchronously still stop the simulators (normally StopAsync already has).
+    public void Dispose() => StopAsync(CancellationToken.None).GetAwaiter().GetResult();
 
     private static partial class Log
     {

@@ -282,8 +282,9 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
 
             stats.RecordCompletedStream();
         }
-        catch (Exception ex) when (aborted.IsCancellationRequested && ex is OperationCanceledException or IOException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
         {
+            // The caller went away: a write can fail with a reset before RequestAborted is set, so either counts.
             stats.RecordAbortedStream();
         }
     }
