@@ -17,6 +17,7 @@ namespace Cortensor.Portal.EndToEnd.Tests;
 public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifetime
 {
     private readonly StringWriter _bootstrapOutput = new();
+    private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "cportal-e2e-" + Guid.NewGuid().ToString("N")[..8]);
 
     public Uri BaseUrl { get; private set; } = null!;
 
@@ -36,6 +37,7 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Production");
+        builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory); // a fresh SQLite file per run
         builder.ConfigureLogging(logging =>
         {
             logging.AddProvider(Logs);
@@ -99,6 +101,14 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
     {
         Http.Dispose();
         await Upstream.DisposeAsync();
+        await base.DisposeAsync();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
     }
 }
 

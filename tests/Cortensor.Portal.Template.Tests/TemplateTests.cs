@@ -1,9 +1,8 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Data.Sqlite;
 
 namespace Cortensor.Portal.Template.Tests;
 
@@ -39,7 +38,7 @@ public sealed class TemplateTests : IDisposable
         var output = Path.Combine(_root, "Acme.Portal");
 
         // 1. Pack the libraries (already built by the solution build) and the template into a folder feed.
-        foreach (var project in new[] { "libs/Cortensor.Portal.Keys", "libs/Cortensor.Portal.Fleet", "libs/Cortensor.Portal.Gateway", "templates/Cortensor.Portal.Templates.csproj" })
+        foreach (var project in new[] { "libs/Cortensor.Portal.Keys", "libs/Cortensor.Portal.Fleet", "libs/Cortensor.Portal.Metering", "libs/Cortensor.Portal.Gateway", "libs/Cortensor.Portal.Storage.Sqlite", "libs/Cortensor.Portal.Storage.Postgres", "templates/Cortensor.Portal.Templates.csproj" })
         {
             await Dotnet(repo, "pack", project, "-c", configuration, "--no-build", "-o", feed);
         }
@@ -76,68 +75,57 @@ public sealed class TemplateTests : IDisposable
             $"-p:RestoreFallbackFolders={globalPackages}");
 
         // 4. Run it on a free loopback port and call it with the key it prints.
-        var port = FreePort();
-        var baseUrl = $"http://127.0.0.1:{port}";
         var dll = Path.Combine(output, "bin", "Debug", "net10.0", "Acme.Portal.dll");
-        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = output, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(dll);
-        info.ArgumentList.Add("--urls");
-        info.ArgumentList.Add(baseUrl);
-        using var portal = Process.Start(info)!;
-        var log = new StringBuilder();
-        var key = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        portal.OutputDataReceived += (_, e) =>
+        string devKey;
+        string firstRequestId;
+        await using (var first = RunningPortal.Start(dll, output))
         {
-            if (e.Data is null)
-            {
-                return;
-            }
-
-            lock (log)
-            {
-                log.AppendLine(e.Data);
-            }
-
-            if (e.Data.StartsWith(KeyLinePrefix, StringComparison.Ordinal))
-            {
-                key.TrySetResult(e.Data[KeyLinePrefix.Length..].Trim());
-            }
-        };
-        portal.ErrorDataReceived += (_, e) => { lock (log) { log.AppendLine(e.Data); } };
-        portal.BeginOutputReadLine();
-        portal.BeginErrorReadLine();
-        try
-        {
-            var devKey = await key.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            devKey = await first.Key.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Matches("^pk_test_[0-9A-Za-z]{49}$", devKey);
-
-            using var http = new HttpClient { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromSeconds(30) };
-            await WaitHealthyAsync(http);
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
-            {
-                Content = new StringContent("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Hello portal"}]}""", Encoding.UTF8, "application/json"),
-            };
-            request.Headers.Authorization = new("Bearer", devKey);
-            var response = await http.SendAsync(request);
-            var body = await response.Content.ReadAsStringAsync();
-            Assert.True(response.StatusCode == HttpStatusCode.OK, body + "\n" + log);
-            using var doc = JsonDocument.Parse(body);
-            Assert.StartsWith("Hello from Cortensor session 1.", doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), StringComparison.Ordinal);
-
-            string logText;
-            lock (log)
-            {
-                logText = log.ToString();
-            }
+            firstRequestId = await ChatAsync(first, devKey);
 
             // The key is printed once on stdout and never appears in a log line.
-            Assert.Equal(1, CountOccurrences(logText, devKey));
+            Assert.Equal(1, CountOccurrences(first.Log, devKey));
+            Assert.Equal(0, await first.StopGracefullyAsync());
         }
-        finally
+
+        // 5. Restart: the embedded SQLite store kept the key (no new key is printed) and the usage of the first run.
+        string secondRequestId;
+        await using (var second = RunningPortal.Start(dll, output))
         {
-            portal.Kill(entireProcessTree: true);
-            await portal.WaitForExitAsync();
+            secondRequestId = await ChatAsync(second, devKey);
+            Assert.DoesNotContain(KeyLinePrefix, second.Log, StringComparison.Ordinal);
+            Assert.Equal(0, await second.StopGracefullyAsync());
         }
+
+        var database = Path.Combine(output, "App_Data", "portal.db");
+        Assert.True(File.Exists(database), "the portal keeps its data in App_Data/portal.db");
+        await using var sqlite = new SqliteConnection($"Data Source={database};Mode=ReadOnly;Pooling=False");
+        await sqlite.OpenAsync();
+        foreach (var requestId in new[] { firstRequestId, secondRequestId })
+        {
+            await using var command = sqlite.CreateCommand();
+            command.CommandText = "SELECT (SELECT count(*) FROM usage_events WHERE request_id = $id) * 10 + (SELECT count(*) FROM request_logs WHERE request_id = $id)";
+            command.Parameters.AddWithValue("$id", requestId);
+            Assert.Equal(11L, (long)(await command.ExecuteScalarAsync())!); // one usage event and one log row each
+        }
+    }
+
+    private static async Task<string> ChatAsync(RunningPortal portal, string key)
+    {
+        using var http = new HttpClient { BaseAddress = portal.BaseUrl, Timeout = TimeSpan.FromSeconds(30) };
+        await WaitHealthyAsync(http);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent("""{"model":"gpt-oss-20b","messages":[{"role":"user","content":"Hello portal"}]}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new("Bearer", key);
+        var response = await http.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body + "\n" + portal.Log);
+        using var doc = JsonDocument.Parse(body);
+        Assert.StartsWith("Hello from Cortensor session 1.", doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), StringComparison.Ordinal);
+        return response.Headers.GetValues("X-Request-Id").Single();
     }
 
     private static async Task WaitHealthyAsync(HttpClient http)
@@ -180,13 +168,6 @@ public sealed class TemplateTests : IDisposable
     {
         var result = await ProcessRunner.RunAsync("dotnet", args, workingDirectory, StepTimeout);
         Assert.True(result.ExitCode == 0, $"dotnet {string.Join(' ', args)} failed ({result.ExitCode}):\n{result.Output}");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static string FindRepositoryRoot()

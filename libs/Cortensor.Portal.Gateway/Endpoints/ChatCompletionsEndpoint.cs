@@ -24,7 +24,10 @@ internal static class ChatCompletionsEndpoint
     {
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
+        var state = GatewayRequestState.Of(context);
+        state.IsInference = true;
         var principal = await authenticator.AuthenticateAsync(context);
+        state.Principal = principal;
         var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.ChatCompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
@@ -36,10 +39,12 @@ internal static class ChatCompletionsEndpoint
             body.PresencePenalty, body.FrequencyPenalty, body.Stop, body.N);
 
         var model = inference.ResolveModel(alias, principal);
-        context.Items[GatewayEndpointFilter.ModelItemKey] = model.Alias;
+        state.Model = model.Alias;
+        state.Stream = body.Stream == true;
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens, maxParam);
         var prompt = PromptBuilder.Build(model.PromptFormat, messages);
         var routed = inference.Route(model, requestId, prompt, messages, model.PromptType, maxTokens, sampling);
+        state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var completionId = "chatcmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
@@ -50,9 +55,9 @@ internal static class ChatCompletionsEndpoint
             return;
         }
 
-        var completion = await inference.CompleteAsync(routed, requestId, context.RequestAborted);
+        var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
         var text = OutputCleaner.Clean(model.PromptFormat, completion.Text);
-        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
 
         var response = new ChatCompletionResponse(
@@ -74,7 +79,7 @@ internal static class ChatCompletionsEndpoint
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), context.RequestAborted);
+        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
         SseWriter.Start(context, timer);
         await writer.WriteAsync(new ChatDeltaDto("assistant", ""), null);
 
@@ -91,6 +96,7 @@ internal static class ChatCompletionsEndpoint
             if (text.Length > 0)
             {
                 emitted.Append(text);
+                GatewayRequestState.Of(context).CompletionChars = emitted.Length;
                 await writer.WriteAsync(new ChatDeltaDto(null, text), null);
             }
 
@@ -101,6 +107,7 @@ internal static class ChatCompletionsEndpoint
 
             if (await stream.MoveNextAsync() is { } error)
             {
+                GatewayRequestState.Of(context).ErrorCode = error.Code;
                 // Bytes have reached the client: no retry, no failover. Report in-band and close.
                 await context.Response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, error), context.RequestAborted);
                 return;
@@ -115,7 +122,7 @@ internal static class ChatCompletionsEndpoint
         }
 
         await writer.WriteAsync(new ChatDeltaDto(null, null), InferenceService.MapFinishReason(finishReason));
-        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString());
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context));
         telemetry.RecordTokens(routed.Model.Alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
         await writer.WriteUsageAsync(finalUsage);
         await SseWriter.WriteDoneAsync(context.Response, context.RequestAborted);

@@ -28,7 +28,10 @@ internal static class CompletionsEndpoint
     {
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
+        var state = GatewayRequestState.Of(context);
+        state.IsInference = true;
         var principal = await authenticator.AuthenticateAsync(context);
+        state.Principal = principal;
         var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.CompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
@@ -39,10 +42,12 @@ internal static class CompletionsEndpoint
             body.PresencePenalty, body.FrequencyPenalty, body.Stop, body.N);
 
         var model = inference.ResolveModel(alias, principal);
-        context.Items[GatewayEndpointFilter.ModelItemKey] = model.Alias;
+        state.Model = model.Alias;
+        state.Stream = body.Stream == true;
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens ?? Math.Min(DefaultMaxTokens, model.MaxOutputTokens), "max_tokens");
         // prompt_type 1 (raw): the caller wrote the prompt, the router applies no template.
         var routed = inference.Route(model, requestId, prompt, messages: null, promptType: 1, maxTokens, sampling);
+        state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var id = "cmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
@@ -52,8 +57,8 @@ internal static class CompletionsEndpoint
             return;
         }
 
-        var completion = await inference.CompleteAsync(routed, requestId, context.RequestAborted);
-        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text);
+        var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text, state);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
         var response = new TextCompletionResponse(id, "text_completion", created, alias,
             [new TextChoiceDto(completion.Text, 0, null, InferenceService.MapFinishReason(completion.FinishReason))], usage);
@@ -117,7 +122,7 @@ internal static class CompletionsEndpoint
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), context.RequestAborted);
+        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
         SseWriter.Start(context, timer);
 
         var emitted = new System.Text.StringBuilder();
@@ -131,18 +136,20 @@ internal static class CompletionsEndpoint
             if (chunk.Text.Length > 0)
             {
                 emitted.Append(chunk.Text);
+                GatewayRequestState.Of(context).CompletionChars = emitted.Length;
                 await WriteAsync(new TextChoiceDto(chunk.Text, 0, null, null));
             }
 
             if (await stream.MoveNextAsync() is { } error)
             {
+                GatewayRequestState.Of(context).ErrorCode = error.Code;
                 await context.Response.Body.WriteAsync(ErrorWriter.ToSseEvent(context, error), context.RequestAborted);
                 return;
             }
         }
 
         await WriteAsync(new TextChoiceDto("", 0, null, InferenceService.MapFinishReason(finishReason)));
-        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString());
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context));
         telemetry.RecordTokens(alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
         if (includeUsage)
         {

@@ -34,6 +34,7 @@ public static class CortensorGatewayServiceCollectionExtensions
 
         var keys = services.AddCortensorApiKeys();
         var fleet = services.AddCortensorFleet();
+        services.AddCortensorMetering();
 
         services.AddOptions<CortensorGatewayOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, CortensorGatewayOptionsValidator>());

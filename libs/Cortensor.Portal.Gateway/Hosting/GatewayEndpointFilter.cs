@@ -1,5 +1,6 @@
 using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Telemetry;
+using Cortensor.Portal.Metering.Usage;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -9,10 +10,12 @@ namespace Cortensor.Portal.Gateway.Hosting;
 /// Wraps every gateway endpoint: request id on the response, errors in OpenAI's shape, a client that went away
 /// is not an error, one log line and one metric per request. Logs carry ids, never keys or prompts.
 /// </summary>
-internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, TimeProvider time, ILogger<GatewayEndpointFilter> logger) : IEndpointFilter
+internal sealed partial class GatewayEndpointFilter(
+    GatewayTelemetry telemetry,
+    IUsageRecorder usage,
+    TimeProvider time,
+    ILogger<GatewayEndpointFilter> logger) : IEndpointFilter
 {
-    public const string ModelItemKey = "Cortensor.Portal.Model";
-
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
@@ -30,6 +33,7 @@ internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, 
         }
         catch (GatewayException ex)
         {
+            GatewayRequestState.Of(context).ErrorCode = ex.Error.Code ?? ex.Error.Type;
             await ErrorWriter.WriteAsync(context, ex.Error);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -40,11 +44,19 @@ internal sealed partial class GatewayEndpointFilter(GatewayTelemetry telemetry, 
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             Log.Unhandled(logger, requestId, ex);
+            GatewayRequestState.Of(context).ErrorCode = "server_error";
             await ErrorWriter.WriteAsync(context, GatewayError.Internal());
         }
 
         var elapsed = time.GetElapsedTime(start);
-        var model = context.Items.TryGetValue(ModelItemKey, out var m) ? m as string : null;
+        var state = GatewayRequestState.Of(context);
+        var model = state.Model;
+        if (state.IsInference)
+        {
+            // Exactly one usage event and one request-log row per request, however it ended.
+            usage.Record(state.ToRecord(context, requestId, time.GetUtcNow(), context.Response.StatusCode, elapsed));
+        }
+
         activity?.SetTag("gen_ai.request.model", model);
         activity?.SetTag("http.response.status_code", context.Response.StatusCode);
         telemetry.RecordRequest(model, context.Response.StatusCode, elapsed);

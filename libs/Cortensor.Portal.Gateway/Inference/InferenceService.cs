@@ -19,7 +19,7 @@ internal sealed record RoutedRequest(CatalogModel Model, RouterTarget Target, IR
 /// A router stream whose first chunk has arrived (or which ended at once). Failures after that point come back
 /// from <see cref="MoveNextAsync"/> as a <see cref="GatewayError"/>: bytes may already be with the client.
 /// </summary>
-internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunks, bool hasChunk, InferenceService inference, RoutedRequest routed, string requestId) : IAsyncDisposable
+internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunks, bool hasChunk, InferenceService inference, RoutedRequest routed, string requestId, GatewayRequestState state) : IAsyncDisposable
 {
     public bool HasChunk { get; private set; } = hasChunk;
 
@@ -36,7 +36,7 @@ internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunk
         catch (RouterException ex)
         {
             HasChunk = false;
-            return inference.Map(ex, routed.Target, requestId);
+            return inference.Map(ex, routed.Target, requestId, state);
         }
     }
 
@@ -146,7 +146,7 @@ internal sealed partial class InferenceService
     }
 
     /// <summary>Non-stream call; router failures become the matching <see cref="GatewayException"/>.</summary>
-    public async Task<RouterCompletion> CompleteAsync(RoutedRequest routed, string requestId, CancellationToken cancellationToken)
+    public async Task<RouterCompletion> CompleteAsync(RoutedRequest routed, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
     {
         try
         {
@@ -154,7 +154,7 @@ internal sealed partial class InferenceService
         }
         catch (RouterException ex)
         {
-            throw new GatewayException(Map(ex, routed.Target, requestId));
+            throw new GatewayException(Map(ex, routed.Target, requestId, state));
         }
     }
 
@@ -162,18 +162,18 @@ internal sealed partial class InferenceService
     /// Starts a stream and waits for its first chunk. Nothing has been written to the client yet, so a failure
     /// up to here is still a plain JSON error with the right status (and could be failed over later).
     /// </summary>
-    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, string requestId, CancellationToken cancellationToken)
+    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
     {
         var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, cancellationToken).GetAsyncEnumerator(cancellationToken);
         try
         {
             var hasChunk = await chunks.MoveNextAsync();
-            return new OpenRouterStream(chunks, hasChunk, this, routed, requestId);
+            return new OpenRouterStream(chunks, hasChunk, this, routed, requestId, state);
         }
         catch (RouterException ex)
         {
             await chunks.DisposeAsync();
-            throw new GatewayException(Map(ex, routed.Target, requestId));
+            throw new GatewayException(Map(ex, routed.Target, requestId, state));
         }
         catch
         {
@@ -182,17 +182,20 @@ internal sealed partial class InferenceService
         }
     }
 
-    /// <summary>Router usage when reported, else estimates (4 characters a token).</summary>
-    public static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText)
+    /// <summary>Router usage when reported, else estimates (4 characters a token); noted on the request state for metering.</summary>
+    public static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText, GatewayRequestState state)
     {
         var prompt = reported?.PromptTokens ?? estimatedPromptTokens;
         var completion = reported?.CompletionTokens ?? EstimateTokens(completionText);
+        state.Tokens = (prompt, completion, reported is null);
         return new UsageDto(prompt, completion, prompt + completion);
     }
 
     /// <summary>Router failure → the status OpenAI clients expect: 503 (+Retry-After), 504 or 502.</summary>
-    public GatewayError Map(RouterException exception, RouterTarget target, string requestId)
+    public GatewayError Map(RouterException exception, RouterTarget target, string requestId, GatewayRequestState state)
     {
+        state.UpstreamFailed = true;
+        state.UpstreamStatus = exception.StatusCode;
         Log.RouterFailed(_logger, requestId, target.RouterId, exception.Kind, exception.StatusCode, exception.Message);
         return exception.Kind switch
         {

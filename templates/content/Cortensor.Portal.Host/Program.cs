@@ -1,11 +1,28 @@
 // Cortensor Portal host: an OpenAI-compatible inference API in front of Cortensor router pools.
-// With no configuration it serves the default model catalog from built-in simulated routers, keeps keys in
-// memory, and prints a development API key once on start. Configure real routers under "Cortensor:Fleet".
+// With no configuration it serves the default model catalog from built-in simulated routers, keeps its data in
+// an embedded SQLite file under App_Data, and prints a development API key on first start.
+// Set ConnectionStrings:Portal to use Postgres (Supabase works); configure real routers under "Cortensor:Fleet".
 var builder = WebApplication.CreateBuilder(args);
+
+var dataDirectory = builder.Configuration["Cortensor:Storage:DataDirectory"]
+    ?? Path.Combine(builder.Environment.ContentRootPath, "App_Data");
 
 builder.Services.AddCortensorGateway()
     .BindConfiguration(builder.Configuration)
     .AddDevelopmentBootstrap();
+
+// Usage events that cannot reach the database wait here until it is back.
+builder.Services.AddCortensorMetering(o => o.SpillDirectory = Path.Combine(dataDirectory, "spill"));
+
+var postgres = builder.Configuration.GetConnectionString("Portal");
+if (string.IsNullOrWhiteSpace(postgres))
+{
+    builder.Services.AddCortensorSqliteStorage(o => o.DatabasePath = Path.Combine(dataDirectory, "portal.db"));
+}
+else
+{
+    builder.Services.AddCortensorPostgresStorage(o => o.ConnectionString = postgres);
+}
 
 var app = builder.Build();
 

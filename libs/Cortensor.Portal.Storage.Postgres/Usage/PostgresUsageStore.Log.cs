@@ -1,0 +1,14 @@
+using Microsoft.Extensions.Logging;
+
+namespace Cortensor.Portal.Storage.Postgres.Usage;
+
+public sealed partial class PostgresUsageStore
+{
+    /// <summary>EventIds 7300-7399.</summary>
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 7300, EventName = "BatchWritten", Level = LogLevel.Debug,
+            Message = "Wrote a usage batch of {Records} records ({NewUsageEvents} new usage events, {NewRequestLogs} new request logs) in {ElapsedMs:F1} ms")]
+        public static partial void BatchWritten(ILogger logger, int records, long newUsageEvents, long newRequestLogs, double elapsedMs);
+    }
+}
