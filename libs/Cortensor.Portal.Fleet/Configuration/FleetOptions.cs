@@ -34,8 +34,11 @@ public sealed class RouterOptions
     /// <summary>Base URL, for example <c>http://10.0.0.5:5010</c>. Not needed when <see cref="Simulated"/> is set.</summary>
     public Uri? BaseUrl { get; set; }
 
-    /// <summary>Router bearer key. Never sent to customers, never logged.</summary>
+    /// <summary>Router bearer key. Never sent to customers, never logged, never stored in the database.</summary>
     public string? ApiKey { get; set; }
+
+    /// <summary>Where the key is kept when the router comes from the database, for example <c>env:ROUTER_EU_1_KEY</c>.</summary>
+    public string? ApiKeyRef { get; set; }
 
     public RouterProtocol Protocol { get; set; } = RouterProtocol.Cortensor;
 

@@ -1,0 +1,25 @@
+namespace Cortensor.Portal.Fleet.Configuration;
+
+/// <summary>
+/// Durable home of routers, pools (with their (router, session) members) and the model catalog, for the admin
+/// API. Router keys are never stored: only <see cref="RouterOptions.ApiKeyRef"/>, a reference resolved at load.
+/// </summary>
+public interface IFleetConfigurationStore
+{
+    /// <summary>Everything, as options (router <see cref="RouterOptions.ApiKey"/> left null; <see cref="RouterOptions.ApiKeyRef"/> set).</summary>
+    Task<FleetOptions> LoadAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Inserts or replaces a router. <see cref="RouterOptions.ApiKey"/> is ignored (never persisted).</summary>
+    Task SaveRouterAsync(string routerId, RouterOptions router, CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes a router that no pool uses; returns false when unknown; throws <see cref="InvalidOperationException"/> when a pool still uses it.</summary>
+    Task<bool> DeleteRouterAsync(string routerId, CancellationToken cancellationToken = default);
+
+    /// <summary>Inserts or replaces a pool and its member list. Member routers must exist.</summary>
+    Task SavePoolAsync(string poolName, PoolOptions pool, CancellationToken cancellationToken = default);
+
+    /// <summary>Inserts or replaces a model alias. Its pool must exist.</summary>
+    Task SaveModelAsync(string alias, ModelOptions model, CancellationToken cancellationToken = default);
+
+    Task<bool> DeleteModelAsync(string alias, CancellationToken cancellationToken = default);
+}
