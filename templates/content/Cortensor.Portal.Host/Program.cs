@@ -21,7 +21,11 @@ if (string.IsNullOrWhiteSpace(postgres))
 }
 else
 {
-    builder.Services.AddCortensorPostgresStorage(o => o.ConnectionString = postgres);
+    builder.Services.AddCortensorPostgresStorage(o =>
+    {
+        builder.Configuration.GetSection("Cortensor:Storage:Postgres").Bind(o); // Schema, UsageRetentionMonths, …
+        o.ConnectionString = postgres;
+    });
 }
 
 var app = builder.Build();
