@@ -38,7 +38,11 @@ public sealed class TemplateTests : IDisposable
         var output = Path.Combine(_root, "Acme.Portal");
 
         // 1. Pack the libraries (already built by the solution build) and the template into a folder feed.
-        foreach (var project in new[] { "libs/Cortensor.Portal.Keys", "libs/Cortensor.Portal.Fleet", "libs/Cortensor.Portal.Metering", "libs/Cortensor.Portal.Gateway", "libs/Cortensor.Portal.Storage.Sqlite", "libs/Cortensor.Portal.Storage.Postgres", "templates/Cortensor.Portal.Templates.csproj" })
+        var projects = Directory.GetDirectories(Path.Combine(repo, "libs"))
+            .Where(d => Directory.EnumerateFiles(d, "*.csproj").Any())
+            .Select(d => Path.GetRelativePath(repo, d))
+            .Append("templates/Cortensor.Portal.Templates.csproj");
+        foreach (var project in projects)
         {
             await Dotnet(repo, "pack", project, "-c", configuration, "--no-build", "-o", feed);
         }

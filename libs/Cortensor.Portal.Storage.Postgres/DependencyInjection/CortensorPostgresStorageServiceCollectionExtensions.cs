@@ -98,6 +98,8 @@ public static class CortensorPostgresStorageServiceCollectionExtensions
         services.Replace(ServiceDescriptor.Singleton<IApiKeyStore>(static sp => sp.GetRequiredService<PostgresApiKeyStore>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageSink>(static sp => sp.GetRequiredService<PostgresUsageStore>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageReader>(static sp => sp.GetRequiredService<PostgresUsageStore>()));
+
+        CortensorPostgresAccountStorageServiceCollectionExtensions.AddPostgresAccountStores(services);
     }
 
     private static NpgsqlDataSource DataSource(IServiceProvider services) =>

@@ -28,18 +28,14 @@ public sealed record PartitionMaintenanceResult(IReadOnlyList<string> Created, I
 /// <para>
 /// Idempotent and safe to run from several replicas at once: changes happen in a transaction holding a
 /// transaction-scoped advisory lock on a key derived from the schema. The current month is never dropped.
-/// Dropping a month also deletes its ids from <c>usage_event_ids</c>/<c>request_log_ids</c> and any rows of that
-/// age from the default partitions. Run it after migrating (the hosted service does so, then daily).
+/// Dropping a month also deletes any rows of that age from the default partitions. Run it after migrating (the
+/// hosted service does so, then daily).
 /// </para>
 /// </remarks>
 public sealed partial class PostgresPartitionMaintenance
 {
-    /// <summary>The partitioned tables and their id tables.</summary>
-    internal static readonly (string Table, string IdTable)[] PartitionedTables =
-    [
-        ("usage_events", "usage_event_ids"),
-        ("request_logs", "request_log_ids"),
-    ];
+    /// <summary>The partitioned tables.</summary>
+    internal static readonly string[] PartitionedTables = ["usage_events", "request_logs"];
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly StoreSchema _schema;
@@ -80,7 +76,7 @@ public sealed partial class PostgresPartitionMaintenance
             await using var connection = await PostgresErrors.OpenAsync(_dataSource, cancellationToken);
             var existing = await ListPartitionsAsync(connection, cancellationToken);
 
-            foreach (var (table, _) in PartitionedTables)
+            foreach (var table in PartitionedTables)
             {
                 for (var i = 0; i <= _options.PartitionMonthsAhead; i++)
                 {
@@ -104,7 +100,7 @@ public sealed partial class PostgresPartitionMaintenance
                     keepFrom = currentMonth;
                 }
 
-                foreach (var (table, idTable) in PartitionedTables)
+                foreach (var table in PartitionedTables)
                 {
                     var expired = existing
                         .Select(name => (Name: name, Month: ParseMonth(table, name)))
@@ -114,7 +110,7 @@ public sealed partial class PostgresPartitionMaintenance
                         .ToArray();
                     if (expired.Length > 0)
                     {
-                        await DropPartitionsAsync(connection, table, idTable, expired, keepFrom, cancellationToken);
+                        await DropPartitionsAsync(connection, table, expired, keepFrom, cancellationToken);
                         foreach (var name in expired)
                         {
                             dropped.Add(name);
@@ -167,7 +163,7 @@ public sealed partial class PostgresPartitionMaintenance
         command.Parameters.Add(new NpgsqlParameter { Value = _schema.Name, NpgsqlDbType = NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter
         {
-            Value = PartitionedTables.Select(t => t.Table).ToArray(),
+            Value = PartitionedTables,
             NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text,
         });
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -259,7 +255,6 @@ public sealed partial class PostgresPartitionMaintenance
     private async Task DropPartitionsAsync(
         NpgsqlConnection connection,
         string table,
-        string idTable,
         string[] partitions,
         DateTimeOffset keepFrom,
         CancellationToken cancellationToken)
@@ -271,11 +266,9 @@ public sealed partial class PostgresPartitionMaintenance
             await ExecuteAsync(connection, transaction, $"DROP TABLE IF EXISTS {_schema.Table(name)}", cancellationToken);
         }
 
-        // The ids of dropped months are no longer needed for de-duplication, and stray rows of that age in
-        // the default partition are past retention too.
-        foreach (var target in new[] { _schema.Table(idTable), _schema.Table(table + "_default") })
+        // Stray rows of that age in the default partition are past retention too.
+        await using (var delete = new NpgsqlCommand($"DELETE FROM {_schema.Table(table + "_default")} WHERE occurred_at < $1", connection, transaction))
         {
-            await using var delete = new NpgsqlCommand($"DELETE FROM {target} WHERE occurred_at < $1", connection, transaction);
             delete.Parameters.Add(new NpgsqlParameter { Value = keepFrom, NpgsqlDbType = NpgsqlDbType.TimestampTz });
             delete.CommandTimeout = 0;
             await delete.ExecuteNonQueryAsync(cancellationToken);

@@ -123,8 +123,9 @@ CREATE TABLE {{schema}}.router_pool_models (
 
 -- Usage events: monthly range partitions on occurred_at (created ahead by partition maintenance) plus a
 -- DEFAULT partition so an insert never fails for lack of a partition. Postgres wants the partition key in
--- every unique constraint, so idempotency by request_id lives in usage_event_ids. Ids compare bytewise
--- (COLLATE "C"): cheaper index maintenance and the same order on every server.
+-- every unique constraint, so idempotency is the primary key (request_id, occurred_at): a replayed record
+-- carries the same occurred_at and hits it. It also serves look-ups by request_id alone (one probe per
+-- partition). Ids compare bytewise (COLLATE "C"): cheaper index maintenance and the same order on every server.
 CREATE TABLE {{schema}}.usage_events (
     request_id         text COLLATE "C" NOT NULL,
     occurred_at        timestamptz NOT NULL,
@@ -144,11 +145,6 @@ CREATE TABLE {{schema}}.usage_events_default PARTITION OF {{schema}}.usage_event
 
 CREATE INDEX usage_events_org_id_occurred_at_idx ON {{schema}}.usage_events (org_id, occurred_at);
 CREATE INDEX usage_events_key_id_occurred_at_idx ON {{schema}}.usage_events (key_id, occurred_at);
-
-CREATE TABLE {{schema}}.usage_event_ids (
-    request_id   text COLLATE "C" PRIMARY KEY,
-    occurred_at  timestamptz NOT NULL
-);
 
 CREATE TABLE {{schema}}.request_logs (
     request_id       text COLLATE "C" NOT NULL,
@@ -170,11 +166,6 @@ CREATE TABLE {{schema}}.request_logs_default PARTITION OF {{schema}}.request_log
 
 CREATE INDEX request_logs_org_id_occurred_at_idx ON {{schema}}.request_logs (org_id, occurred_at);
 CREATE INDEX request_logs_key_id_occurred_at_idx ON {{schema}}.request_logs (key_id, occurred_at);
-
-CREATE TABLE {{schema}}.request_log_ids (
-    request_id   text COLLATE "C" PRIMARY KEY,
-    occurred_at  timestamptz NOT NULL
-);
 
 CREATE TABLE {{schema}}.billing_ledger (
     id            bigserial   PRIMARY KEY,

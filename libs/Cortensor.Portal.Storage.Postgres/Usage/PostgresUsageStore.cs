@@ -15,16 +15,23 @@ namespace Cortensor.Portal.Storage.Postgres.Usage;
 /// </summary>
 /// <remarks>
 /// <para>
-/// One batch is one transaction: the rows are de-duplicated by request id in memory (first occurrence wins),
-/// sorted by request id, COPYed in binary into two <c>ON COMMIT DROP</c> temporary tables, and then two
-/// statements insert into <c>usage_event_ids</c>/<c>request_log_ids</c> with <c>ON CONFLICT DO NOTHING
-/// RETURNING request_id</c> and feed only the new ids into <c>usage_events</c>/<c>request_logs</c>. Replaying
-/// a batch (or part of one) therefore changes nothing for ids already stored.
+/// Idempotency comes from the primary keys <c>(request_id, occurred_at)</c> of the partitioned tables (Postgres
+/// wants the partition key in every unique constraint). A replayed record carries the same <c>occurred_at</c>, so
+/// it hits the key and changes nothing. The batch is first de-duplicated by request id in memory (first
+/// occurrence wins) and sorted by request id.
 /// </para>
 /// <para>
-/// Every transaction takes the row locks of the id tables in request-id order, so concurrent writers that
-/// share ids wait for each other instead of deadlocking. Temporary tables that live inside one transaction are
-/// fine behind transaction-mode poolers.
+/// One batch is one transaction. The fast path, taken by every batch without an already-stored row, binary-COPYs
+/// the rows straight into <c>usage_events</c> and <c>request_logs</c> (COPY buffers rows per partition and is the
+/// cheapest way in). When that hits the primary key (SQLSTATE 23505: a replay after an outage, or a concurrent
+/// writer with the same ids), the transaction is rolled back, so nothing of it remains, and the batch is written
+/// again in a new transaction: binary COPY into two <c>ON COMMIT DROP</c> temporary tables, then
+/// <c>INSERT … SELECT … ORDER BY request_id ON CONFLICT (request_id, occurred_at) DO NOTHING</c>.
+/// </para>
+/// <para>
+/// Both paths claim keys in request-id order (usage rows before log rows), so concurrent writers that share ids
+/// wait for each other instead of deadlocking. No session state outlives a transaction (the temporary tables
+/// are dropped at commit), so this is fine behind transaction-mode poolers.
 /// </para>
 /// </remarks>
 public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
@@ -49,13 +56,15 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
         ) ON COMMIT DROP
         """;
 
-    private const string CopyUsageSql = $"COPY pg_temp.cp_stage_usage ({UsageColumns}) FROM STDIN (FORMAT BINARY)";
+    private const string CopyStageUsageSql = $"COPY pg_temp.cp_stage_usage ({UsageColumns}) FROM STDIN (FORMAT BINARY)";
 
-    private const string CopyLogsSql = $"COPY pg_temp.cp_stage_logs ({LogColumns}) FROM STDIN (FORMAT BINARY)";
+    private const string CopyStageLogsSql = $"COPY pg_temp.cp_stage_logs ({LogColumns}) FROM STDIN (FORMAT BINARY)";
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly ILogger _logger;
     private readonly TimeProvider _timeProvider;
+    private readonly string _copyUsageSql;
+    private readonly string _copyLogsSql;
     private readonly string _insertUsageSql;
     private readonly string _insertLogsSql;
     private readonly string _totalsSql;
@@ -77,51 +86,40 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
 
         var schema = new StoreSchema(options.Value.Schema);
         var usageEvents = schema.Table("usage_events");
-        var usageIds = schema.Table("usage_event_ids");
         var requestLogs = schema.Table("request_logs");
-        var logIds = schema.Table("request_log_ids");
 
-        // ORDER BY fixes the order in which id rows are locked, so writers sharing ids cannot deadlock.
+        _copyUsageSql = $"COPY {usageEvents} ({UsageColumns}) FROM STDIN (FORMAT BINARY)";
+        _copyLogsSql = $"COPY {requestLogs} ({LogColumns}) FROM STDIN (FORMAT BINARY)";
+
+        // ORDER BY fixes the order in which keys are claimed, so writers sharing ids cannot deadlock.
         _insertUsageSql =
             $"""
-            WITH new_ids AS (
-                INSERT INTO {usageIds} (request_id, occurred_at)
-                SELECT request_id, occurred_at FROM pg_temp.cp_stage_usage ORDER BY request_id
-                ON CONFLICT (request_id) DO NOTHING
-                RETURNING request_id
-            )
             INSERT INTO {usageEvents} ({UsageColumns})
-            SELECT s.request_id, s.occurred_at, s.org_id, s.key_id, s.model, s.pool, s.outcome, s.prompt_tokens,
-                   s.completion_tokens, s.tokens_estimated, s.stream
-            FROM pg_temp.cp_stage_usage s JOIN new_ids n ON n.request_id = s.request_id
+            SELECT {UsageColumns} FROM pg_temp.cp_stage_usage ORDER BY request_id
+            ON CONFLICT (request_id, occurred_at) DO NOTHING
             """;
         _insertLogsSql =
             $"""
-            WITH new_ids AS (
-                INSERT INTO {logIds} (request_id, occurred_at)
-                SELECT request_id, occurred_at FROM pg_temp.cp_stage_logs ORDER BY request_id
-                ON CONFLICT (request_id) DO NOTHING
-                RETURNING request_id
-            )
             INSERT INTO {requestLogs} ({LogColumns})
-            SELECT s.request_id, s.occurred_at, s.org_id, s.key_id, s.method, s.path, s.model, s.status_code,
-                   s.error_code, s.latency_ms, s.router_id, s.upstream_status
-            FROM pg_temp.cp_stage_logs s JOIN new_ids n ON n.request_id = s.request_id
+            SELECT {LogColumns} FROM pg_temp.cp_stage_logs ORDER BY request_id
+            ON CONFLICT (request_id, occurred_at) DO NOTHING
             """;
 
         const string Totals = "SELECT count(*), COALESCE(sum(prompt_tokens), 0)::bigint, COALESCE(sum(completion_tokens), 0)::bigint";
         _totalsSql = $"{Totals} FROM {usageEvents} WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3";
         _totalsByKeySql = $"{Totals} FROM {usageEvents} WHERE org_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND key_id = $4";
 
-        // The id table gives occurred_at, which lets Postgres probe a single partition.
-        _findUsageSql =
-            $"SELECT {UsageColumns} FROM {usageEvents} WHERE request_id = $1 AND occurred_at = (SELECT occurred_at FROM {usageIds} WHERE request_id = $1)";
-        _findLogSql =
-            $"SELECT {LogColumns} FROM {requestLogs} WHERE request_id = $1 AND occurred_at = (SELECT occurred_at FROM {logIds} WHERE request_id = $1)";
+        // By request id alone: one probe of each partition's primary key (request_id leads it). Were an id ever
+        // stored with two different times (two records, not a replay), the earlier one is returned.
+        _findUsageSql = $"SELECT {UsageColumns} FROM {usageEvents} WHERE request_id = $1 ORDER BY occurred_at LIMIT 1";
+        _findLogSql = $"SELECT {LogColumns} FROM {requestLogs} WHERE request_id = $1 ORDER BY occurred_at LIMIT 1";
     }
 
     /// <inheritdoc/>
-    /// <remarks>All or nothing: one transaction per batch. Duplicate ids inside the batch keep the first occurrence.</remarks>
+    /// <remarks>
+    /// All or nothing: one committed transaction per batch. Duplicate ids inside the batch keep the first
+    /// occurrence; rows whose <c>(request_id, occurred_at)</c> is already stored are left as they are.
+    /// </remarks>
     public async Task WriteBatchAsync(IReadOnlyList<UsageRecord> batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -135,17 +133,49 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
         var logs = Distinct(batch, static r => r.Log, static l => l.RequestId);
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (await TryCopyAsync(connection, usages, logs, cancellationToken))
+        {
+            Log.BatchWritten(_logger, batch.Count, usages.Count, logs.Count, _timeProvider.GetElapsedTime(started).TotalMilliseconds);
+            return;
+        }
 
+        var (newUsage, newLogs) = await MergeAsync(connection, usages, logs, cancellationToken);
+        Log.BatchMerged(_logger, batch.Count, newUsage, newLogs, _timeProvider.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    /// <summary>The fast path: COPY straight into the partitioned tables.</summary>
+    /// <returns>False when a row was already stored (the transaction was rolled back: nothing was written).</returns>
+    private async Task<bool> TryCopyAsync(NpgsqlConnection connection, List<UsageEvent> usages, List<RequestLogEntry> logs, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        try
+        {
+            await CopyUsageAsync(connection, _copyUsageSql, usages, cancellationToken);
+            await CopyLogsAsync(connection, _copyLogsSql, logs, cancellationToken);
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
+        {
+            await transaction.RollbackAsync(cancellationToken);
+            return false;
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>The path for batches holding stored rows: stage, then insert what is new.</summary>
+    private async Task<(long NewUsage, long NewLogs)> MergeAsync(NpgsqlConnection connection, List<UsageEvent> usages, List<RequestLogEntry> logs, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using (var create = new NpgsqlCommand(CreateStagingSql, connection, transaction))
         {
             await create.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        await CopyUsageAsync(connection, usages, cancellationToken);
-        await CopyLogsAsync(connection, logs, cancellationToken);
+        await CopyUsageAsync(connection, CopyStageUsageSql, usages, cancellationToken);
+        await CopyLogsAsync(connection, CopyStageLogsSql, logs, cancellationToken);
 
-        // Two statements, one round trip, executed in order: usage ids are always locked before log ids.
+        // Two statements, one round trip, executed in order: usage keys are always claimed before log keys.
         await using var insert = new NpgsqlBatch(connection, transaction)
         {
             BatchCommands =
@@ -160,7 +190,7 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
         var newLogs = insert.BatchCommands[1].RecordsAffected;
 
         await transaction.CommitAsync(cancellationToken);
-        Log.BatchWritten(_logger, batch.Count, (long)newUsage, (long)newLogs, _timeProvider.GetElapsedTime(started).TotalMilliseconds);
+        return (newUsage, newLogs);
     }
 
     /// <inheritdoc/>
@@ -238,9 +268,9 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
         };
     }
 
-    private static async Task CopyUsageAsync(NpgsqlConnection connection, List<UsageEvent> usages, CancellationToken cancellationToken)
+    private static async Task CopyUsageAsync(NpgsqlConnection connection, string copySql, List<UsageEvent> usages, CancellationToken cancellationToken)
     {
-        await using var importer = await connection.BeginBinaryImportAsync(CopyUsageSql, cancellationToken);
+        await using var importer = await connection.BeginBinaryImportAsync(copySql, cancellationToken);
         foreach (var u in usages)
         {
             await importer.StartRowAsync(cancellationToken);
@@ -260,9 +290,9 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
         await importer.CompleteAsync(cancellationToken);
     }
 
-    private static async Task CopyLogsAsync(NpgsqlConnection connection, List<RequestLogEntry> logs, CancellationToken cancellationToken)
+    private static async Task CopyLogsAsync(NpgsqlConnection connection, string copySql, List<RequestLogEntry> logs, CancellationToken cancellationToken)
     {
-        await using var importer = await connection.BeginBinaryImportAsync(CopyLogsSql, cancellationToken);
+        await using var importer = await connection.BeginBinaryImportAsync(copySql, cancellationToken);
         foreach (var l in logs)
         {
             await importer.StartRowAsync(cancellationToken);
@@ -295,7 +325,7 @@ public sealed partial class PostgresUsageStore : IUsageSink, IUsageReader
 
     private static string? GetNullableString(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
-    /// <summary>First occurrence of each id, sorted by id (ordinal) so id rows are locked in a fixed order.</summary>
+    /// <summary>First occurrence of each id, sorted by id (ordinal) so keys are claimed in a fixed order.</summary>
     private static List<T> Distinct<T>(IReadOnlyList<UsageRecord> batch, Func<UsageRecord, T> select, Func<T, string> id)
     {
         var seen = new HashSet<string>(batch.Count, StringComparer.Ordinal);

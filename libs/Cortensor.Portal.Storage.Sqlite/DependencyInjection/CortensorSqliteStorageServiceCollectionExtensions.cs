@@ -18,7 +18,8 @@ public static class CortensorSqliteStorageServiceCollectionExtensions
 {
     /// <summary>
     /// Makes SQLite the durable store: replaces <see cref="IApiKeyStore"/> and <see cref="IUsageSink"/> with
-    /// <see cref="SqliteApiKeyStore"/> and <see cref="SqliteUsageStore"/>, registers <see cref="IUsageReader"/>,
+    /// <see cref="SqliteApiKeyStore"/> and <see cref="SqliteUsageStore"/>, registers <see cref="IUsageReader"/>, the account,
+    /// plan, model-access-policy, audit, ledger and fleet-configuration stores (as their interfaces),
     /// <see cref="SqliteDatabase"/>, <see cref="SqliteMigrator"/> and a hosted service that migrates the database
     /// in <see cref="IHostedLifecycleService.StartingAsync"/>, before any other hosted service starts.
     /// </summary>
@@ -73,6 +74,7 @@ public static class CortensorSqliteStorageServiceCollectionExtensions
         services.Replace(ServiceDescriptor.Singleton<IApiKeyStore>(static sp => sp.GetRequiredService<SqliteApiKeyStore>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageSink>(static sp => sp.GetRequiredService<SqliteUsageStore>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageReader>(static sp => sp.GetRequiredService<SqliteUsageStore>()));
+        CortensorSqliteAccountStorageRegistration.AddSqliteAccountLedgerAndFleetStores(services);
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, SqliteMigrationHostedService>(
             static sp => new SqliteMigrationHostedService(

@@ -10,7 +10,7 @@ public sealed class PostgresMigrationTests
     [
         "users", "organizations", "organization_members", "plans", "plan_subscriptions", "api_keys",
         "model_access_policies", "routers", "router_pools", "router_pool_members", "router_pool_models",
-        "usage_events", "usage_event_ids", "request_logs", "request_log_ids", "billing_ledger", "audit_log",
+        "usage_events", "request_logs", "billing_ledger", "audit_log",
         "schema_version",
     ];
 

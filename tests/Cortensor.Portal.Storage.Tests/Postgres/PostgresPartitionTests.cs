@@ -124,8 +124,8 @@ public sealed class PostgresPartitionTests
         Assert.Null(await store.FindUsageEventAsync("nov24"));
         Assert.Null(await store.FindUsageEventAsync("old-default"));
         Assert.NotNull(await store.FindUsageEventAsync("dec24"));
-        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_event_ids")} WHERE request_id IN ('nov24', 'old-default')"));
-        Assert.Equal(1, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_log_ids")} WHERE request_id = 'dec24'"));
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")} WHERE request_id IN ('nov24', 'old-default')"));
+        Assert.Equal(1, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")} WHERE request_id = 'dec24'"));
 
         // A one-month retention on the first day of a month still keeps the current month.
         clock.Now = new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);

@@ -33,7 +33,7 @@ public sealed class PostgresUsageStoreTests(ITestOutputHelper output)
             CancellationToken.None);
 
         Assert.Equal(new UsageTotals(4, 1111, 0), await store.GetTotalsAsync("org_a", BaseTime, BaseTime.AddHours(1)));
-        foreach (var table in new[] { "usage_events", "usage_event_ids", "request_logs", "request_log_ids" })
+        foreach (var table in new[] { "usage_events", "request_logs" })
         {
             Assert.Equal(4, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table(table)}"));
         }
@@ -74,7 +74,8 @@ public sealed class PostgresUsageStoreTests(ITestOutputHelper output)
 
         Assert.Null(await store.FindUsageEventAsync("good"));
         Assert.Null(await store.FindRequestLogAsync("good"));
-        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_event_ids")}"));
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_events")}"));
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")}"));
 
         // The connection went back to the pool clean: the temp tables were dropped with the transaction.
         await store.WriteBatchAsync([PostgresTestData.NewUsage("good", BaseTime)], CancellationToken.None);
@@ -89,6 +90,68 @@ public sealed class PostgresUsageStoreTests(ITestOutputHelper output)
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
             store.WriteBatchAsync([PostgresTestData.NewUsage("r1", BaseTime)], new CancellationToken(canceled: true)));
+    }
+
+    [Fact]
+    public async Task WriteBatch_BatchMixingStoredAndNewRows_WritesOnlyTheNewOnesAndKeepsTheStored()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync();
+        var store = db.CreateUsageStore();
+        var stored = Enumerable.Range(0, 50).Select(i => PostgresTestData.NewUsage($"s{i:D3}", BaseTime.AddSeconds(i), 10, 1)).ToArray();
+        await store.WriteBatchAsync(stored, CancellationToken.None); // the COPY path
+
+        // Replays carry the same occurred_at; the numbers differ only to show which row is kept.
+        var mixed = stored.Select(r => r with { Usage = r.Usage with { PromptTokens = 999 } })
+            .Concat(Enumerable.Range(0, 30).Select(i => PostgresTestData.NewUsage($"n{i:D3}", BaseTime.AddSeconds(i), 1, 1)))
+            .Reverse()
+            .ToArray();
+        await store.WriteBatchAsync(mixed, CancellationToken.None); // hits the key: the merge path
+        await store.WriteBatchAsync(mixed, CancellationToken.None); // all duplicates
+
+        Assert.Equal(new UsageTotals(80, (50 * 10) + 30, 80), await store.GetTotalsAsync("org_a", BaseTime, BaseTime.AddHours(1)));
+        Assert.Equal(80, await db.ScalarAsync<int>($"SELECT count(DISTINCT request_id) FROM {db.Table("request_logs")}"));
+        Assert.Equal(80, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")}"));
+        Assert.Equal(10, (await store.FindUsageEventAsync("s007"))!.PromptTokens);
+        Assert.NotNull(await store.FindRequestLogAsync("n029"));
+    }
+
+    [Fact]
+    public async Task WriteBatch_UsageStoredButLogNot_MergePathWritesTheLog()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync();
+        var store = db.CreateUsageStore();
+        var record = PostgresTestData.NewUsage("half", BaseTime);
+        await db.ExecuteAsync(
+            $"INSERT INTO {db.Table("usage_events")} (request_id, occurred_at, org_id, key_id, outcome, prompt_tokens, completion_tokens, tokens_estimated, stream) " +
+            $"VALUES ('half', '{BaseTime.UtcDateTime:O}', 'org_a', 'key_1', 0, 1, 1, false, false)");
+
+        await store.WriteBatchAsync([record], CancellationToken.None);
+
+        Assert.Equal(1, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_events")}"));
+        Assert.NotNull(await store.FindRequestLogAsync("half"));
+    }
+
+    [Fact]
+    public async Task WriteBatch_ConcurrentWritersOfTheSameBatches_StoreEachIdOnceWithoutDeadlock()
+    {
+        await using var db = await PostgresTestDatabase.CreateAsync();
+        var store = db.CreateUsageStore();
+        var batches = Enumerable.Range(0, 10)
+            .Select(b => Enumerable.Range(0, 500).Select(i => PostgresTestData.NewUsage($"b{b}-r{i:D4}", BaseTime.AddMilliseconds(i), 1, 1)).ToArray())
+            .ToArray();
+
+        // Four writers send the same batches, two of them in reverse record order: COPY paths collide.
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            foreach (var batch in batches)
+            {
+                await store.WriteBatchAsync(w % 2 == 0 ? batch : batch.Reverse().ToArray(), CancellationToken.None);
+            }
+        })));
+
+        Assert.Equal(5000, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_events")}"));
+        Assert.Equal(5000, await db.ScalarAsync<int>($"SELECT count(DISTINCT request_id) FROM {db.Table("request_logs")}"));
+        Assert.Equal(5000, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")}"));
     }
 
     [Fact]
