@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Cortensor.Portal.Cli.Commands.Migrate;
 using Cortensor.Portal.Cli.Commands.RouterSim;
 
 namespace Cortensor.Portal.Cli;
@@ -9,5 +10,6 @@ internal static class CliApplication
     public static RootCommand BuildRootCommand() => new("Cortensor Portal command line: operate and test a Cortensor Portal.")
     {
         new RouterSimCommandDefinition(),
+        new MigrateCommandDefinition(),
     };
 }
