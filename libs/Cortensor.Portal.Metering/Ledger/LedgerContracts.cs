@@ -51,3 +51,25 @@ public interface ILedgerStore
     /// <summary>Entries with <c>from &lt;= occurred_at &lt; to</c>, oldest first.</summary>
     Task<IReadOnlyList<LedgerEntry>> ListAsync(string orgId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default);
 }
+
+/// <summary>The text every durable store writes for <see cref="LedgerEntryKind"/> (billing_ledger.kind).</summary>
+public static class LedgerStoredNames
+{
+    public static string Of(LedgerEntryKind kind) => kind switch
+    {
+        LedgerEntryKind.Grant => "grant",
+        LedgerEntryKind.Debit => "debit",
+        LedgerEntryKind.Credit => "credit",
+        LedgerEntryKind.Adjustment => "adjustment",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger entry kind."),
+    };
+
+    public static LedgerEntryKind Parse(string stored) => stored switch
+    {
+        "grant" => LedgerEntryKind.Grant,
+        "debit" => LedgerEntryKind.Debit,
+        "credit" => LedgerEntryKind.Credit,
+        "adjustment" => LedgerEntryKind.Adjustment,
+        _ => throw new InvalidOperationException($"billing_ledger.kind holds an unknown value '{stored}'."),
+    };
+}

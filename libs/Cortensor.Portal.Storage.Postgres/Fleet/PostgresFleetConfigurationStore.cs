@@ -1,7 +1,6 @@
 using System.Data;
 using System.Globalization;
 using Cortensor.Portal.Fleet.Configuration;
-using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Storage.Postgres.Configuration;
 using Cortensor.Portal.Storage.Postgres.Internal;
 using Microsoft.Extensions.Logging;
@@ -165,7 +164,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
                     BaseUrl = new Uri(reader.GetString(1), UriKind.Absolute),
                     ApiKey = null,
                     ApiKeyRef = reader.GetNullableString(4),
-                    Protocol = ProtocolFromText(reader.GetString(2)),
+                    Protocol = FleetStoredNames.ParseProtocol(reader.GetString(2)),
                     ApiVersion = reader.GetString(3),
                     Enabled = reader.GetBoolean(5),
                 };
@@ -178,7 +177,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
                 {
                     Members = [],
                     Enabled = reader.GetString(1) == "active",
-                    PromptFormat = PromptFormatFromText(reader.GetString(2)),
+                    PromptFormat = FleetStoredNames.ParsePromptFormat(reader.GetString(2)),
                     PromptType = reader.GetNullableInt32(3),
                     TaskTimeoutSeconds = reader.GetInt32(4),
                     PrecommitTimeoutSeconds = reader.GetNullableInt32(5),
@@ -246,7 +245,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
         }
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));
-        var protocol = ToText(router.Protocol);
+        var protocol = FleetStoredNames.Of(router.Protocol);
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -338,7 +337,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
         }
 
         var defaults = pool.Defaults ?? new SamplingDefaults();
-        var promptFormat = ToText(pool.PromptFormat);
+        var promptFormat = FleetStoredNames.Of(pool.PromptFormat);
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -479,40 +478,6 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
         command.Parameters.Add(Bigint(_lockKey));
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
-
-    private static string ToText(RouterProtocol protocol) => protocol switch
-    {
-        RouterProtocol.Cortensor => "cortensor",
-        RouterProtocol.OpenAICompatible => "openai_compatible",
-        _ => throw new ArgumentOutOfRangeException(nameof(protocol), protocol, "Unknown router protocol."),
-    };
-
-    private static RouterProtocol ProtocolFromText(string value) => value switch
-    {
-        "cortensor" => RouterProtocol.Cortensor,
-        "openai_compatible" => RouterProtocol.OpenAICompatible,
-        _ => throw new InvalidOperationException($"routers.protocol holds an unknown value '{value}'."),
-    };
-
-    private static string ToText(PromptFormat format) => format switch
-    {
-        PromptFormat.Plain => "plain",
-        PromptFormat.ChatML => "chatml",
-        PromptFormat.Llama3 => "llama3",
-        PromptFormat.Gemma => "gemma",
-        PromptFormat.Harmony => "harmony",
-        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown prompt format."),
-    };
-
-    private static PromptFormat PromptFormatFromText(string value) => value switch
-    {
-        "plain" => PromptFormat.Plain,
-        "chatml" => PromptFormat.ChatML,
-        "llama3" => PromptFormat.Llama3,
-        "gemma" => PromptFormat.Gemma,
-        "harmony" => PromptFormat.Harmony,
-        _ => throw new InvalidOperationException($"router_pools.prompt_format holds an unknown value '{value}'."),
-    };
 
     /// <summary>EventIds 7600-7699. Router keys are never logged.</summary>
     private static partial class Log

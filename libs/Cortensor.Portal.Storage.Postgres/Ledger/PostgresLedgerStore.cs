@@ -59,7 +59,7 @@ public sealed partial class PostgresLedgerStore : ILedgerStore
         ArgumentNullException.ThrowIfNull(entry);
         ArgumentException.ThrowIfNullOrEmpty(entry.OrgId, nameof(entry));
         ArgumentException.ThrowIfNullOrEmpty(entry.Currency, nameof(entry));
-        var kind = ToText(entry.Kind);
+        var kind = LedgerStoredNames.Of(entry.Kind);
         if (entry.Kind != LedgerEntryKind.Adjustment)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(entry.AmountMinor, nameof(entry));
@@ -109,7 +109,7 @@ public sealed partial class PostgresLedgerStore : ILedgerStore
                 Id = reader.GetInt64(0),
                 OrgId = reader.GetString(1),
                 OccurredAt = reader.GetTimestamp(2),
-                Kind = KindFromText(reader.GetString(3)),
+                Kind = LedgerStoredNames.Parse(reader.GetString(3)),
                 AmountMinor = reader.GetInt64(4),
                 Currency = reader.GetString(5),
                 RequestId = reader.GetNullableString(6),
@@ -119,24 +119,6 @@ public sealed partial class PostgresLedgerStore : ILedgerStore
 
         return entries;
     }
-
-    private static string ToText(LedgerEntryKind kind) => kind switch
-    {
-        LedgerEntryKind.Grant => "grant",
-        LedgerEntryKind.Debit => "debit",
-        LedgerEntryKind.Credit => "credit",
-        LedgerEntryKind.Adjustment => "adjustment",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger entry kind."),
-    };
-
-    private static LedgerEntryKind KindFromText(string value) => value switch
-    {
-        "grant" => LedgerEntryKind.Grant,
-        "debit" => LedgerEntryKind.Debit,
-        "credit" => LedgerEntryKind.Credit,
-        "adjustment" => LedgerEntryKind.Adjustment,
-        _ => throw new InvalidOperationException($"billing_ledger.kind holds an unknown value '{value}'."),
-    };
 
     /// <summary>EventIds 7500-7599.</summary>
     private static partial class Log

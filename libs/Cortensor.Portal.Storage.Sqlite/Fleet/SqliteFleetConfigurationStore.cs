@@ -1,6 +1,5 @@
 using System.Globalization;
 using Cortensor.Portal.Fleet.Configuration;
-using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Storage.Sqlite.Database;
 using Cortensor.Portal.Storage.Sqlite.Internal;
 using Microsoft.Data.Sqlite;
@@ -59,7 +58,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                     BaseUrl = new Uri(reader.GetString(1), UriKind.Absolute),
                     ApiKey = null,
                     ApiKeyRef = reader.GetNullableString(4),
-                    Protocol = ProtocolFromText(reader.GetString(2)),
+                    Protocol = FleetStoredNames.ParseProtocol(reader.GetString(2)),
                     ApiVersion = reader.GetString(3),
                     Enabled = reader.GetInt64(5) != 0,
                 };
@@ -74,7 +73,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                 options.Pools[reader.GetString(0)] = new PoolOptions
                 {
                     Enabled = reader.GetString(1) == "active",
-                    PromptFormat = PromptFormatFromText(reader.GetString(2)),
+                    PromptFormat = FleetStoredNames.ParsePromptFormat(reader.GetString(2)),
                     PromptType = reader.GetNullableInt32(3),
                     TaskTimeoutSeconds = reader.GetInt32(4),
                     PrecommitTimeoutSeconds = reader.GetNullableInt32(5),
@@ -144,7 +143,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         }
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));
-        var protocol = ToText(router.Protocol);
+        var protocol = FleetStoredNames.Of(router.Protocol);
         if (router.ApiKey is not null)
         {
             Log.RouterApiKeyNotStored(_logger, routerId);
@@ -234,7 +233,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         }
 
         var defaults = pool.Defaults ?? new SamplingDefaults();
-        var promptFormat = ToText(pool.PromptFormat);
+        var promptFormat = FleetStoredNames.Of(pool.PromptFormat);
 
         var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
@@ -416,40 +415,6 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         text.Length == 0 ? null
         : long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) ? value
         : throw new InvalidOperationException($"Session id '{text}' in router_pool_members is not a number.");
-
-    private static string ToText(RouterProtocol protocol) => protocol switch
-    {
-        RouterProtocol.Cortensor => "cortensor",
-        RouterProtocol.OpenAICompatible => "openai_compatible",
-        _ => throw new ArgumentOutOfRangeException(nameof(protocol), protocol, "Unknown router protocol."),
-    };
-
-    private static RouterProtocol ProtocolFromText(string text) => text switch
-    {
-        "cortensor" => RouterProtocol.Cortensor,
-        "openai_compatible" => RouterProtocol.OpenAICompatible,
-        _ => throw new InvalidOperationException($"Unknown router protocol '{text}' in routers."),
-    };
-
-    private static string ToText(PromptFormat format) => format switch
-    {
-        PromptFormat.Plain => "plain",
-        PromptFormat.ChatML => "chatml",
-        PromptFormat.Llama3 => "llama3",
-        PromptFormat.Gemma => "gemma",
-        PromptFormat.Harmony => "harmony",
-        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown prompt format."),
-    };
-
-    private static PromptFormat PromptFormatFromText(string text) => text switch
-    {
-        "plain" => PromptFormat.Plain,
-        "chatml" => PromptFormat.ChatML,
-        "llama3" => PromptFormat.Llama3,
-        "gemma" => PromptFormat.Gemma,
-        "harmony" => PromptFormat.Harmony,
-        _ => throw new InvalidOperationException($"Unknown prompt format '{text}' in router_pools."),
-    };
 
     // Cortensor.Portal.Storage.Sqlite uses EventIds 6000–6999; the fleet store 6100–6109.
     private static partial class Log

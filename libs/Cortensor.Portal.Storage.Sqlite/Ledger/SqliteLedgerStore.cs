@@ -36,7 +36,7 @@ public sealed partial class SqliteLedgerStore : ILedgerStore
         ArgumentNullException.ThrowIfNull(entry);
         ArgumentException.ThrowIfNullOrEmpty(entry.OrgId, nameof(entry));
         ArgumentException.ThrowIfNullOrEmpty(entry.Currency, nameof(entry));
-        var kind = ToText(entry.Kind);
+        var kind = LedgerStoredNames.Of(entry.Kind);
         if (entry.Kind != LedgerEntryKind.Adjustment && entry.AmountMinor < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(entry), entry.AmountMinor, $"A {kind} amount must not be negative; only adjustments are signed.");
@@ -117,7 +117,7 @@ public sealed partial class SqliteLedgerStore : ILedgerStore
                         Id = reader.GetInt64(0),
                         OrgId = reader.GetString(1),
                         OccurredAt = reader.GetTimestamp(2),
-                        Kind = KindFromText(reader.GetString(3)),
+                        Kind = LedgerStoredNames.Parse(reader.GetString(3)),
                         AmountMinor = reader.GetInt64(4),
                         Currency = reader.GetString(5),
                         RequestId = reader.GetNullableString(6),
@@ -129,24 +129,6 @@ public sealed partial class SqliteLedgerStore : ILedgerStore
             return entries;
         }
     }
-
-    private static string ToText(LedgerEntryKind kind) => kind switch
-    {
-        LedgerEntryKind.Grant => "grant",
-        LedgerEntryKind.Debit => "debit",
-        LedgerEntryKind.Credit => "credit",
-        LedgerEntryKind.Adjustment => "adjustment",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger entry kind."),
-    };
-
-    private static LedgerEntryKind KindFromText(string text) => text switch
-    {
-        "grant" => LedgerEntryKind.Grant,
-        "debit" => LedgerEntryKind.Debit,
-        "credit" => LedgerEntryKind.Credit,
-        "adjustment" => LedgerEntryKind.Adjustment,
-        _ => throw new InvalidOperationException($"Unknown ledger entry kind '{text}' in billing_ledger."),
-    };
 
     // Cortensor.Portal.Storage.Sqlite uses EventIds 6000–6999; the ledger 6110–6119.
     private static partial class Log
