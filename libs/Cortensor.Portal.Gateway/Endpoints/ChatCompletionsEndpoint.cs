@@ -24,11 +24,7 @@ internal static class ChatCompletionsEndpoint
     {
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
-        var state = GatewayRequestState.Of(context);
-        state.IsInference = true;
-        var principal = await authenticator.AuthenticateAsync(context);
-        state.Principal = principal;
-        var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.ChatCompletionRequest, options.Value.MaxRequestBodyBytes);
+        var (state, principal, body) = await MeteredRequest.StartAsync(context, authenticator, GatewayJson.Context.ChatCompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
         var messages = RequestValidation.Messages(body.Messages);

@@ -28,11 +28,7 @@ internal static class CompletionsEndpoint
     {
         var timer = ProcessingTimer.Start(time);
         var requestId = RequestIds.Get(context);
-        var state = GatewayRequestState.Of(context);
-        state.IsInference = true;
-        var principal = await authenticator.AuthenticateAsync(context);
-        state.Principal = principal;
-        var body = await JsonBodyReader.ReadAsync(context, GatewayJson.Context.CompletionRequest, options.Value.MaxRequestBodyBytes);
+        var (state, principal, body) = await MeteredRequest.StartAsync(context, authenticator, GatewayJson.Context.CompletionRequest, options.Value.MaxRequestBodyBytes);
 
         var alias = RequestValidation.RequireModel(body.Model);
         var prompt = Prompt(body.Prompt);
