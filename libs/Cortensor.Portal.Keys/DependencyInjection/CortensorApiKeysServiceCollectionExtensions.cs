@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using Cortensor.Portal.Keys;
+using Cortensor.Portal.Keys.Caching;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Keys.Local;
 using Cortensor.Portal.Keys.Stores;
@@ -15,7 +16,7 @@ public static class CortensorApiKeysServiceCollectionExtensions
 {
     /// <summary>
     /// Registers <see cref="ApiKeyFormat"/>, <see cref="InMemoryApiKeyStore"/> as <see cref="IApiKeyStore"/>,
-    /// <see cref="LocalApiKeyProvider"/> as <see cref="IApiKeyProvider"/> and <see cref="TimeProvider.System"/>,
+    /// <see cref="LocalApiKeyProvider"/> behind a <see cref="CachingApiKeyProvider"/> as <see cref="IApiKeyProvider"/> and <see cref="TimeProvider.System"/>,
     /// each only if not registered yet. Prefix options are validated at startup. Safe to call more than once.
     /// </summary>
     public static ICortensorApiKeysBuilder AddCortensorApiKeys(this IServiceCollection services)
@@ -82,11 +83,19 @@ public static class CortensorApiKeysServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(static sp => new ApiKeyFormat(sp.GetRequiredService<IOptions<ApiKeyFormatOptions>>()));
         services.TryAddSingleton<IApiKeyStore, InMemoryApiKeyStore>();
-        services.TryAddSingleton<IApiKeyProvider>(static sp => new LocalApiKeyProvider(
+        services.TryAddSingleton(static sp => new LocalApiKeyProvider(
             sp.GetRequiredService<IApiKeyStore>(),
             sp.GetRequiredService<ApiKeyFormat>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetService<ILogger<LocalApiKeyProvider>>() ?? NullLogger<LocalApiKeyProvider>.Instance));
+
+        // The store stays off the hot path: verification answers come from a short-TTL in-process cache.
+        services.AddOptions<ApiKeyCacheOptions>();
+        services.TryAddSingleton<IApiKeyProvider>(static sp => new CachingApiKeyProvider(
+            sp.GetRequiredService<LocalApiKeyProvider>(),
+            sp.GetRequiredService<ApiKeyFormat>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptions<ApiKeyCacheOptions>>()));
         return new Builder(services);
     }
 

@@ -1,3 +1,4 @@
+using Cortensor.Portal.Keys.Caching;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Keys.Local;
 using Cortensor.Portal.Keys.Stores;
@@ -19,7 +20,8 @@ public sealed class CortensorApiKeysServiceCollectionExtensionsTests
 
         Assert.Same(services, builder.Services);
         var keys = provider.GetRequiredService<IApiKeyProvider>();
-        Assert.IsType<LocalApiKeyProvider>(keys);
+        Assert.IsType<CachingApiKeyProvider>(keys); // the local provider, behind the verification cache
+        Assert.NotNull(provider.GetRequiredService<LocalApiKeyProvider>());
         Assert.IsType<InMemoryApiKeyStore>(provider.GetRequiredService<IApiKeyStore>());
         Assert.Same(TimeProvider.System, provider.GetRequiredService<TimeProvider>());
         Assert.Equal("pk_live_", provider.GetRequiredService<ApiKeyFormat>().LivePrefix);
