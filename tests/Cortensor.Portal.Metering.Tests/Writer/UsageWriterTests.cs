@@ -303,9 +303,13 @@ public sealed class UsageWriterTests
         await Eventually.TrueAsync(() => sink.Calls == 1 && harness.Writer.SpillBytes > 0, "the first write failed and was spilled");
 
         // Probes due after 1 s, then 2 s, then 4 s, then 4 s (the maximum).
+        // The sink counts a call before the writer has handled its failure (and set the next probe time from the
+        // clock), so wait for the failure's log line before moving the fake clock; otherwise the test races it.
+        int FailuresHandled() => harness.Logger.Collector.GetSnapshot().Count(r => r.Id.Name is "SinkUnavailable" or "SinkProbeFailed");
         var expectedCalls = 1;
         foreach (var backoff in new[] { 1, 2, 4, 4 })
         {
+            await Eventually.TrueAsync(() => FailuresHandled() == expectedCalls, $"failure {expectedCalls} was handled");
             time.Advance(TimeSpan.FromSeconds(backoff) - TimeSpan.FromMilliseconds(100));
             await Task.Delay(50);
             Assert.Equal(expectedCalls, sink.Calls);
@@ -316,6 +320,7 @@ public sealed class UsageWriterTests
         }
 
         sink.Failing = false;
+        await Eventually.TrueAsync(() => FailuresHandled() == expectedCalls, $"failure {expectedCalls} was handled");
         time.Advance(TimeSpan.FromSeconds(4));
         await Eventually.TrueAsync(() => sink.Store.Count == 1 && harness.Writer.IsSinkHealthy && harness.Writer.SpillBytes == 0, "the probe succeeded and replayed the spill");
         Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Name == "SinkUnavailable");
