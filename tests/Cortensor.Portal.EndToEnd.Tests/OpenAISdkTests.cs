@@ -158,8 +158,9 @@ public sealed class OpenAISdkTests(PortalFixture portal)
         var response = await portal.Http.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("e2e-router-check-1", response.Headers.GetValues("X-Request-Id").Single());
-        var seen = portal.Simulator("fault-m-trickle").Stats.RecentRequests.Single(r => r.ClientReference == "e2e-router-check-1");
+        Assert.Equal("e2e-router-check-1", response.Headers.GetValues("X-Client-Request-Id").Single());
+        var requestId = response.Headers.GetValues("X-Request-Id").Single();
+        var seen = portal.Simulator("fault-m-trickle").Stats.RecentRequests.Single(r => r.ClientReference == requestId);
         Assert.StartsWith("Bearer sim_", seen.Authorization, StringComparison.Ordinal);
         Assert.DoesNotContain(portal.DevKey, seen.Authorization!, StringComparison.Ordinal);
         Assert.DoesNotContain(portal.DevKey, seen.Prompt, StringComparison.Ordinal);

@@ -148,13 +148,26 @@ public sealed class ChatCompletionsTests : GatewayTestBase
     }
 
     [Fact]
-    public async Task RequestId_WellFormedIncoming_IsKept()
+    public async Task RequestId_WellFormedIncoming_IsEchoedAsClientId_ButOursIsMinted()
     {
         var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), Key,
             r => r.Headers.Add("X-Request-Id", "trace-123.abc:def"));
 
-        Assert.Equal("trace-123.abc:def", response.Headers.GetValues("X-Request-Id").Single());
-        Assert.Equal("trace-123.abc:def", Host.Router.LastRequest!.ClientReference);
+        var id = response.Headers.GetValues("X-Request-Id").Single();
+        Assert.Matches("^req_[0-9a-f]{32}$", id);
+        Assert.Equal("trace-123.abc:def", response.Headers.GetValues("X-Client-Request-Id").Single());
+        Assert.Equal(id, Host.Router.LastRequest!.ClientReference);
+    }
+
+    [Fact]
+    public async Task RequestId_ClientIdIsEchoedOnErrors()
+    {
+        var response = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), "pk_test_bad",
+            r => r.Headers.Add("X-Client-Request-Id", "mine-1"));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("mine-1", response.Headers.GetValues("X-Client-Request-Id").Single());
+        Assert.StartsWith("req_", response.Headers.GetValues("X-Request-Id").Single(), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -169,6 +182,7 @@ public sealed class ChatCompletionsTests : GatewayTestBase
         var id = response.Headers.GetValues("X-Request-Id").Single();
         Assert.NotEqual(incoming, id);
         Assert.Matches("^req_[0-9a-f]{32}$", id);
+        Assert.False(response.Headers.Contains("X-Client-Request-Id"));
     }
 
     [Fact]

@@ -27,6 +27,21 @@ public sealed class UsageRecordingTests : GatewayTestBase
     }
 
     [Fact]
+    public async Task SameClientRequestIdTwice_TwoSeparateRecords()
+    {
+        // A caller repeating its id must not make the second request look like a replay (and go unbilled).
+        var first = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), Key, r => r.Headers.Add("X-Client-Request-Id", "same-id"));
+        var second = await Host.Client.PostJsonAsync("/v1/chat/completions", Http.Chat(), Key, r => r.Headers.Add("X-Client-Request-Id", "same-id"));
+
+        var a = await RecordForAsync(first);
+        var b = await RecordForAsync(second);
+
+        Assert.NotEqual(a.Usage.RequestId, b.Usage.RequestId);
+        Assert.Equal(UsageOutcome.Succeeded, b.Usage.Outcome);
+        Assert.Equal("same-id", second.Headers.GetValues("X-Client-Request-Id").Single());
+    }
+
+    [Fact]
     public async Task Success_RecordsBillableUsageAndLog()
     {
         var response = await Host.ChatAsync(Http.Chat(), Key);

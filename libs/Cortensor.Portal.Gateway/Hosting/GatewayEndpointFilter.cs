@@ -60,14 +60,14 @@ internal sealed partial class GatewayEndpointFilter(
         activity?.SetTag("gen_ai.request.model", model);
         activity?.SetTag("http.response.status_code", context.Response.StatusCode);
         telemetry.RecordRequest(model, context.Response.StatusCode, elapsed);
-        Log.Completed(logger, requestId, context.Request.Method, context.Request.Path, model, context.Response.StatusCode, elapsed.TotalMilliseconds);
+        Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, context.Response.StatusCode, elapsed.TotalMilliseconds);
         return null;
     }
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Request {RequestId} {Method} {Path} model={Model} status={Status} in {ElapsedMs:0.0} ms")]
-        public static partial void Completed(ILogger logger, string requestId, string method, string path, string? model, int status, double elapsedMs);
+        [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Request {RequestId} (client id {ClientRequestId}) {Method} {Path} model={Model} status={Status} in {ElapsedMs:0.0} ms")]
+        public static partial void Completed(ILogger logger, string requestId, string? clientRequestId, string method, string path, string? model, int status, double elapsedMs);
 
         [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Request {RequestId} failed unexpectedly")]
         public static partial void Unhandled(ILogger logger, string requestId, Exception exception);

@@ -5,12 +5,20 @@ using Microsoft.Net.Http.Headers;
 
 namespace Cortensor.Portal.Gateway.Hosting;
 
-/// <summary>Request id handling: keep a well-formed incoming <c>X-Request-Id</c>, else mint <c>req_…</c>.</summary>
+/// <summary>
+/// Request ids. The gateway always mints its own <c>req_…</c>: it keys usage events and request logs
+/// (idempotency), so a caller must not be able to choose it (a repeated id would make a second request look like
+/// a replay and go unbilled). A caller's own id, from <c>X-Client-Request-Id</c> (OpenAI's header) or else
+/// <c>X-Request-Id</c>, is echoed back in <c>X-Client-Request-Id</c> and logged next to ours when well-formed.
+/// </summary>
 public static class RequestIds
 {
     public const string HeaderName = "X-Request-Id";
 
+    public const string ClientHeaderName = "X-Client-Request-Id";
+
     private const string ItemKey = "Cortensor.Portal.RequestId";
+    private const string ClientItemKey = "Cortensor.Portal.ClientRequestId";
 
     /// <summary>Well-formed: 1..128 chars of letters, digits and <c>- _ . :</c> (nothing that could split a header or a log line).</summary>
     public static bool IsWellFormed(string? value)
@@ -43,15 +51,46 @@ public static class RequestIds
             return id;
         }
 
-        var incoming = context.Request.Headers[HeaderName].ToString();
-        id = IsWellFormed(incoming) ? incoming : Mint();
+        id = Mint();
         context.Items[ItemKey] = id;
-        if (!context.Response.HasStarted)
+        var headers = context.Request.Headers;
+        var client = headers[ClientHeaderName].ToString();
+        if (!IsWellFormed(client))
         {
-            context.Response.Headers[HeaderName] = id;
+            client = headers[HeaderName].ToString();
         }
 
+        if (IsWellFormed(client))
+        {
+            context.Items[ClientItemKey] = client;
+        }
+
+        Stamp(context);
         return id;
+    }
+
+    /// <summary>The caller's own well-formed request id, if it sent one.</summary>
+    public static string? GetClientId(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        Get(context);
+        return context.Items.TryGetValue(ClientItemKey, out var value) ? value as string : null;
+    }
+
+    /// <summary>Puts both ids on the response (again after a <c>Response.Clear()</c>).</summary>
+    internal static void Stamp(HttpContext context)
+    {
+        var response = context.Response;
+        if (response.HasStarted || !context.Items.TryGetValue(ItemKey, out var id))
+        {
+            return;
+        }
+
+        response.Headers[HeaderName] = (string)id!;
+        if (context.Items.TryGetValue(ClientItemKey, out var client) && client is string clientId)
+        {
+            response.Headers[ClientHeaderName] = clientId;
+        }
     }
 }
 
@@ -69,7 +108,7 @@ internal static class ErrorWriter
 
         response.Clear();
         response.StatusCode = error.StatusCode;
-        response.Headers[RequestIds.HeaderName] = requestId;
+        RequestIds.Stamp(context);
         response.Headers[HeaderNames.CacheControl] = "no-store";
         if (error.RetryAfterSeconds is { } retry)
         {
