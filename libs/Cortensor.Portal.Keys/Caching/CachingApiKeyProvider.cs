@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Cortensor.Portal.Keys.Changes;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Keys.Hashing;
 using Microsoft.Extensions.Options;
@@ -21,19 +22,28 @@ public sealed class ApiKeyCacheOptions
 /// <summary>
 /// Keeps the store off the hot path: a verified (or unknown) key is answered from memory for a short TTL, so each
 /// replica reads the store at most once per key per TTL. Entries are keyed by the key's SHA-256, never the key.
-/// A revocation through this provider takes effect at once on this replica and within the TTL on the others;
-/// expiry is checked against the clock on every hit. Malformed keys are still refused with no I/O.
+/// A revocation through this provider is published on the <see cref="IHotPathChangeFeed"/>, so it takes effect at
+/// once on every replica that shares the feed (and within the TTL at worst, should a notice be lost); expiry is
+/// checked against the clock on every hit. Malformed keys are still refused with no I/O.
 /// </summary>
-public sealed class CachingApiKeyProvider : IApiKeyProvider
+public sealed class CachingApiKeyProvider : IApiKeyProvider, IDisposable
 {
     private readonly IApiKeyProvider _inner;
     private readonly ApiKeyFormat _format;
     private readonly TimeProvider _time;
     private readonly ApiKeyCacheOptions _options;
+    private readonly IHotPathChangeFeed _changes;
+    private readonly IDisposable _subscription;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
     public CachingApiKeyProvider(IApiKeyProvider inner, ApiKeyFormat format, TimeProvider time, IOptions<ApiKeyCacheOptions> options)
+        : this(inner, format, time, options, new InProcessHotPathChangeFeed())
     {
+    }
+
+    public CachingApiKeyProvider(IApiKeyProvider inner, ApiKeyFormat format, TimeProvider time, IOptions<ApiKeyCacheOptions> options, IHotPathChangeFeed changes)
+    {
+        ArgumentNullException.ThrowIfNull(changes);
         ArgumentNullException.ThrowIfNull(inner);
         ArgumentNullException.ThrowIfNull(format);
         ArgumentNullException.ThrowIfNull(time);
@@ -42,6 +52,8 @@ public sealed class CachingApiKeyProvider : IApiKeyProvider
         _format = format;
         _time = time;
         _options = options.Value;
+        _changes = changes;
+        _subscription = changes.Subscribe(OnChange);
     }
 
     /// <summary>Entries held now (for tests and diagnostics).</summary>
@@ -98,6 +110,33 @@ public sealed class CachingApiKeyProvider : IApiKeyProvider
     public async Task<bool> RevokeAsync(string orgId, string keyId, CancellationToken cancellationToken = default)
     {
         var revoked = await _inner.RevokeAsync(orgId, keyId, cancellationToken);
+        Forget(keyId);
+        if (revoked)
+        {
+            // Every replica (this one included) drops the key now rather than when its TTL runs out.
+            await _changes.PublishAsync(new HotPathChange(HotPathChangeKind.Key, keyId), cancellationToken);
+        }
+
+        return revoked;
+    }
+
+    public void Dispose() => _subscription.Dispose();
+
+    private void OnChange(HotPathChange change)
+    {
+        switch (change.Kind)
+        {
+            case HotPathChangeKind.Key when change.Id is not null:
+                Forget(change.Id);
+                break;
+            case HotPathChangeKind.Everything:
+                _entries.Clear();
+                break;
+        }
+    }
+
+    private void Forget(string keyId)
+    {
         foreach (var (cacheKey, entry) in _entries)
         {
             if (entry.Verification.Principal?.KeyId == keyId)
@@ -105,8 +144,6 @@ public sealed class CachingApiKeyProvider : IApiKeyProvider
                 _entries.TryRemove(cacheKey, out _);
             }
         }
-
-        return revoked;
     }
 
     public Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string orgId, CancellationToken cancellationToken = default)

@@ -1,6 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Caching;
+using Cortensor.Portal.Keys.Changes;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Keys.Local;
 using Cortensor.Portal.Keys.Stores;
@@ -90,12 +91,15 @@ public static class CortensorApiKeysServiceCollectionExtensions
             sp.GetService<ILogger<LocalApiKeyProvider>>() ?? NullLogger<LocalApiKeyProvider>.Instance));
 
         // The store stays off the hot path: verification answers come from a short-TTL in-process cache.
+        // Revocations are pushed to every replica's cache through the change feed (in-process unless replaced).
         services.AddOptions<ApiKeyCacheOptions>();
+        services.TryAddSingleton<IHotPathChangeFeed, InProcessHotPathChangeFeed>();
         services.TryAddSingleton<IApiKeyProvider>(static sp => new CachingApiKeyProvider(
             sp.GetRequiredService<LocalApiKeyProvider>(),
             sp.GetRequiredService<ApiKeyFormat>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<IOptions<ApiKeyCacheOptions>>()));
+            sp.GetRequiredService<IOptions<ApiKeyCacheOptions>>(),
+            sp.GetRequiredService<IHotPathChangeFeed>()));
         return new Builder(services);
     }
 

@@ -1,4 +1,5 @@
 using Cortensor.Portal.Keys.Caching;
+using Cortensor.Portal.Keys.Changes;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Keys.Local;
 using Cortensor.Portal.Keys.Tests.TestDoubles;
@@ -132,5 +133,51 @@ public sealed class CachingApiKeyProviderTests
         }
 
         Assert.InRange(cache.Count, 1, 3);
+    }
+
+    [Fact]
+    public async Task Revoke_OnOneReplica_IsPushedToAnotherReplicaSharingTheFeed()
+    {
+        var feed = new InProcessHotPathChangeFeed();
+        using var replicaA = new CachingApiKeyProvider(_local, ApiKeyFormat.Default, _time, Options.Create(new ApiKeyCacheOptions { ValidTtl = TimeSpan.FromMinutes(5) }), feed);
+        using var replicaB = new CachingApiKeyProvider(_local, ApiKeyFormat.Default, _time, Options.Create(new ApiKeyCacheOptions { ValidTtl = TimeSpan.FromMinutes(5) }), feed);
+        var issued = await replicaA.IssueAsync(new IssueApiKeyRequest { OrgId = "org_a" });
+        Assert.True((await replicaB.VerifyAsync(issued.Secret)).IsValid); // cached on B for 5 minutes
+
+        Assert.True(await replicaA.RevokeAsync("org_a", issued.Record.KeyId));
+
+        // No clock movement: B forgot the key because the revocation was pushed, not because a TTL ran out.
+        Assert.Equal(ApiKeyVerificationStatus.Revoked, (await replicaB.VerifyAsync(issued.Secret)).Status);
+    }
+
+    [Fact]
+    public async Task ChangeFeed_Everything_ClearsTheCache_AndDisposeUnsubscribes()
+    {
+        var feed = new InProcessHotPathChangeFeed();
+        var cache = new CachingApiKeyProvider(_local, ApiKeyFormat.Default, _time, Options.Create(new ApiKeyCacheOptions()), feed);
+        var issued = await cache.IssueAsync(new IssueApiKeyRequest { OrgId = "org_a" });
+        await cache.VerifyAsync(issued.Secret);
+        Assert.Equal(1, cache.Count);
+
+        await feed.PublishAsync(HotPathChange.Everything);
+        Assert.Equal(0, cache.Count);
+
+        await cache.VerifyAsync(issued.Secret);
+        cache.Dispose();
+        await feed.PublishAsync(HotPathChange.Everything);
+        Assert.Equal(1, cache.Count); // no longer subscribed
+    }
+
+    [Fact]
+    public async Task Revoke_UnknownKey_PublishesNothing()
+    {
+        var feed = new InProcessHotPathChangeFeed();
+        var seen = new List<HotPathChange>();
+        using var subscription = feed.Subscribe(seen.Add);
+        using var cache = new CachingApiKeyProvider(_local, ApiKeyFormat.Default, _time, Options.Create(new ApiKeyCacheOptions()), feed);
+
+        Assert.False(await cache.RevokeAsync("org_a", "key_missing"));
+
+        Assert.Empty(seen);
     }
 }
