@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Gateway.Authentication;
+using Cortensor.Portal.Gateway.Enforcement;
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Gateway.Inference;
 using Cortensor.Portal.Gateway.OpenAI;
@@ -18,6 +19,7 @@ internal static class ChatCompletionsEndpoint
         HttpContext context,
         ApiKeyAuthenticator authenticator,
         InferenceService inference,
+        HotPathEnforcer enforcer,
         IOptions<CortensorGatewayOptions> options,
         GatewayTelemetry telemetry,
         TimeProvider time)
@@ -40,6 +42,8 @@ internal static class ChatCompletionsEndpoint
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens, maxParam);
         var prompt = PromptBuilder.Build(model.PromptFormat, messages);
         var routed = inference.Route(model, requestId, prompt, messages, model.PromptType, maxTokens, sampling);
+        // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
+        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens);
         state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var completionId = "chatcmpl-" + requestId;

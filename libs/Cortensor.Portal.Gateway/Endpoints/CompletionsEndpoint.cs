@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Cortensor.Portal.Gateway.Authentication;
+using Cortensor.Portal.Gateway.Enforcement;
 using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Gateway.Inference;
@@ -22,6 +23,7 @@ internal static class CompletionsEndpoint
         HttpContext context,
         ApiKeyAuthenticator authenticator,
         InferenceService inference,
+        HotPathEnforcer enforcer,
         IOptions<CortensorGatewayOptions> options,
         GatewayTelemetry telemetry,
         TimeProvider time)
@@ -43,6 +45,8 @@ internal static class CompletionsEndpoint
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens ?? Math.Min(DefaultMaxTokens, model.MaxOutputTokens), "max_tokens");
         // prompt_type 1 (raw): the caller wrote the prompt, the router applies no template.
         var routed = inference.Route(model, requestId, prompt, messages: null, promptType: 1, maxTokens, sampling);
+        // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
+        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens);
         state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var id = "cmpl-" + requestId;

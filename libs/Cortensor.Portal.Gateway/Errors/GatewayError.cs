@@ -30,6 +30,12 @@ public sealed class GatewayError
     /// <summary>Seconds for <c>Retry-After</c> (also sent as <c>retry-after-ms</c>), when the client should come back.</summary>
     public int? RetryAfterSeconds { get; private init; }
 
+    /// <summary>Precise <c>retry-after-ms</c> when known (else RetryAfterSeconds × 1000).</summary>
+    public long? RetryAfterMilliseconds { get; private init; }
+
+    /// <summary>Sent as <c>x-should-retry</c> when set (false for a request that can never pass as it is).</summary>
+    public bool? ShouldRetry { get; private init; }
+
     public static GatewayError MissingApiKey() => new(
         StatusCodes.Status401Unauthorized, "invalid_request_error", null, null,
         "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
@@ -88,6 +94,35 @@ public sealed class GatewayError
         StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "model_unavailable", null,
         "The model is temporarily unavailable. Please retry shortly.")
     { RetryAfterSeconds = retryAfterSeconds };
+
+    /// <summary>429 from a request or token rate limit (OpenAI's shape: type <c>requests</c> or <c>tokens</c>, code <c>rate_limit_exceeded</c>).</summary>
+    public static GatewayError RateLimited(string type, string message, TimeSpan retryAfter, bool canEverPass = true) => new(
+        StatusCodes.Status429TooManyRequests, type, "rate_limit_exceeded", null, message)
+    {
+        RetryAfterSeconds = (int)Math.Max(1, Math.Ceiling(retryAfter.TotalSeconds)),
+        RetryAfterMilliseconds = (long)Math.Max(1, Math.Ceiling(retryAfter.TotalMilliseconds)),
+        ShouldRetry = canEverPass ? null : false,
+    };
+
+    /// <summary>503 when the shared limiter is unreachable and the limit is configured to fail closed.</summary>
+    public static GatewayError RateLimiterUnavailable(TimeSpan retryAfter) => new(
+        StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "rate_limiter_unavailable", null,
+        "Rate limits cannot be checked right now, so the request was not admitted. Please retry shortly.")
+    {
+        RetryAfterSeconds = (int)Math.Max(1, Math.Ceiling(retryAfter.TotalSeconds)),
+    };
+
+    /// <summary>503 when the model access policies cannot be read and none are cached.</summary>
+    public static GatewayError EntitlementsUnavailable() => new(
+        StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "entitlements_unavailable", null,
+        "Your access to this model cannot be checked right now. Please retry shortly.")
+    {
+        RetryAfterSeconds = 1,
+    };
+
+    public static GatewayError ModelNotAllowedByPolicy(string model) => new(
+        StatusCodes.Status403Forbidden, "invalid_request_error", "model_not_allowed", "model",
+        $"Your organization or API key is not allowed to use the model `{model}`.");
 
     public static GatewayError RouterTimeout() => new(
         StatusCodes.Status504GatewayTimeout, "server_error", "upstream_timeout", null,

@@ -1,4 +1,6 @@
 using Cortensor.Portal.Gateway.Authentication;
+using Cortensor.Portal.Gateway.Enforcement;
+using Cortensor.Portal.Gateway.Entitlements;
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Gateway.Inference;
 using Cortensor.Portal.Gateway.Telemetry;
@@ -35,6 +37,7 @@ public static class CortensorGatewayServiceCollectionExtensions
         var keys = services.AddCortensorApiKeys();
         var fleet = services.AddCortensorFleet();
         services.AddCortensorMetering();
+        services.AddCortensorRateLimiting();
 
         services.AddOptions<CortensorGatewayOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, CortensorGatewayOptionsValidator>());
@@ -43,6 +46,10 @@ public static class CortensorGatewayServiceCollectionExtensions
         services.TryAddSingleton<GatewayTelemetry>();
         services.TryAddSingleton<ApiKeyAuthenticator>();
         services.TryAddSingleton<InferenceService>();
+        services.AddOptions<EntitlementCacheOptions>();
+        services.TryAddSingleton<EntitlementCache>();
+        services.TryAddSingleton<HotPathEnforcer>();
+        services.TryAddSingleton<ModelAccessAdministration>();
         services.TryAddSingleton<GatewayEndpointFilter>();
         return new GatewayBuilder(services, fleet, keys);
     }
@@ -57,8 +64,9 @@ public static class CortensorGatewayServiceCollectionExtensions
     }
 
     /// <summary>
-    /// Binds gateway, fleet and key settings from configuration: sections <c>Cortensor:Gateway</c>,
-    /// <c>Cortensor:Fleet</c> and <c>Cortensor:Keys</c> of <paramref name="configuration"/>.
+    /// Binds gateway, fleet, key and rate limit settings from configuration: sections <c>Cortensor:Gateway</c>,
+    /// <c>Cortensor:Fleet</c>, <c>Cortensor:Keys</c>, <c>Cortensor:RateLimits</c> and <c>Cortensor:Gateway:Entitlements</c>
+    /// of <paramref name="configuration"/>.
     /// </summary>
     public static ICortensorGatewayBuilder BindConfiguration(this ICortensorGatewayBuilder builder, IConfiguration configuration)
     {
@@ -67,6 +75,8 @@ public static class CortensorGatewayServiceCollectionExtensions
         builder.Services.AddOptions<CortensorGatewayOptions>().Bind(configuration.GetSection(CortensorGatewayOptions.SectionName));
         builder.Fleet.Configure(configuration.GetSection(Cortensor.Portal.Fleet.Configuration.FleetOptions.SectionName));
         builder.Services.AddOptions<Cortensor.Portal.Keys.Format.ApiKeyFormatOptions>().Bind(configuration.GetSection("Cortensor:Keys"));
+        builder.Services.AddOptions<Cortensor.Portal.Metering.RateLimiting.RateLimitingOptions>().Bind(configuration.GetSection(Cortensor.Portal.Metering.RateLimiting.RateLimitingOptions.SectionName));
+        builder.Services.AddOptions<EntitlementCacheOptions>().Bind(configuration.GetSection("Cortensor:Gateway:Entitlements"));
         return builder;
     }
 

@@ -13,6 +13,7 @@ namespace Cortensor.Portal.Gateway.Hosting;
 internal sealed partial class GatewayEndpointFilter(
     GatewayTelemetry telemetry,
     IUsageRecorder usage,
+    Enforcement.HotPathEnforcer enforcer,
     TimeProvider time,
     ILogger<GatewayEndpointFilter> logger) : IEndpointFilter
 {
@@ -54,7 +55,9 @@ internal sealed partial class GatewayEndpointFilter(
         if (state.IsInference)
         {
             // Exactly one usage event and one request-log row per request, however it ended.
-            usage.Record(state.ToRecord(context, requestId, time.GetUtcNow(), context.Response.StatusCode, elapsed));
+            var record = state.ToRecord(context, requestId, time.GetUtcNow(), context.Response.StatusCode, elapsed);
+            usage.Record(record);
+            enforcer.Release(state, record.Usage.PromptTokens + record.Usage.CompletionTokens);
         }
 
         activity?.SetTag("gen_ai.request.model", model);

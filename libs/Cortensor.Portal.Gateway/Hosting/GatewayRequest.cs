@@ -113,8 +113,16 @@ internal static class ErrorWriter
         if (error.RetryAfterSeconds is { } retry)
         {
             response.Headers[HeaderNames.RetryAfter] = retry.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            response.Headers["retry-after-ms"] = (retry * 1000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            response.Headers["retry-after-ms"] = (error.RetryAfterMilliseconds ?? retry * 1000L).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
+
+        if (error.ShouldRetry is { } shouldRetry)
+        {
+            response.Headers["x-should-retry"] = shouldRetry ? "true" : "false";
+        }
+
+        // Clear() dropped them: a limited or counted request keeps its RateLimit headers on the error too.
+        Enforcement.RateLimitHeaders.Apply(context);
 
         var body = new ErrorResponseDto(new ErrorBodyDto(error.Message, error.Type, error.Param, error.Code, requestId));
         response.ContentType = "application/json";

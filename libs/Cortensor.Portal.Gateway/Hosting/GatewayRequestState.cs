@@ -1,4 +1,5 @@
 using Cortensor.Portal.Keys;
+using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Metering.Usage;
 using Microsoft.AspNetCore.Http;
 
@@ -38,6 +39,12 @@ internal sealed class GatewayRequestState
     public bool UpstreamFailed { get; set; }
 
     public int? UpstreamStatus { get; set; }
+
+    /// <summary>The rate limiter's decision, for the RateLimit headers (also on error responses).</summary>
+    public RateLimitDecision? RateLimit { get; set; }
+
+    /// <summary>Released when the request ends (frees concurrency slots, settles tokens).</summary>
+    public RateLimitLease? RateLimitLease { get; set; }
 
     /// <summary>Notes where a routed request is going (internal ids, for logs and usage).</summary>
     public void Routed(string pool, string routerId, int estimatedPromptTokens)

@@ -31,15 +31,23 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
 
     public IReadOnlyList<string> StreamChunks { get; set; } = ["Hel", "lo ", "there."];
 
-    public Task<RouterCompletion> CompleteAsync(RouterTarget target, RouterCompletionRequest request, CancellationToken cancellationToken)
+    /// <summary>When set, non-stream calls wait for it (to hold requests in flight).</summary>
+    public TaskCompletionSource? Hold { get; set; }
+
+    public async Task<RouterCompletion> CompleteAsync(RouterTarget target, RouterCompletionRequest request, CancellationToken cancellationToken)
     {
         Record(target, request);
+        if (Hold is { } hold)
+        {
+            await hold.Task.WaitAsync(cancellationToken);
+        }
+
         if (Failure is not null)
         {
             throw Failure;
         }
 
-        return Task.FromResult(new RouterCompletion { Text = Text, FinishReason = FinishReason, Usage = Usage, TaskId = "task-1" });
+        return new RouterCompletion { Text = Text, FinishReason = FinishReason, Usage = Usage, TaskId = "task-1" };
     }
 
     public async IAsyncEnumerable<RouterStreamChunk> StreamAsync(RouterTarget target, RouterCompletionRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
