@@ -1,0 +1,41 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Cortensor.Portal.Redis.Configuration;
+
+/// <summary>Settings of the Redis hot-path state (section <c>Cortensor:Redis</c>).</summary>
+public sealed class RedisOptions
+{
+    /// <summary>The configuration section these options are bound from.</summary>
+    public const string SectionName = "Cortensor:Redis";
+
+    /// <summary>
+    /// A StackExchange.Redis configuration string, for example <c>redis-1:6379,redis-2:6379,password=…,ssl=true</c>.
+    /// <c>abortConnect</c> is always forced off (the app starts while Redis is down) and commands fail fast while
+    /// disconnected instead of queueing.
+    /// </summary>
+    /// <value>The default value is empty, which fails validation at startup.</value>
+    [Required]
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>
+    /// Prepended to every Redis key and to the pub/sub channel, so several Portals can share one Redis. It may not
+    /// contain <c>{</c> or <c>}</c> (the hash tag of a rate-limit key must be the org id).
+    /// </summary>
+    /// <value>The default value is <c>cortensor:</c>.</value>
+    public string KeyPrefix { get; set; } = "cortensor:";
+
+    /// <summary>
+    /// How long one Redis operation on the hot path may take before it is treated as a failure (the rate limiter
+    /// then falls back to its per-replica limiter, key verification goes to the store).
+    /// </summary>
+    /// <value>The default value is 250 milliseconds.</value>
+    public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How long a verified key's principal is kept in Redis (revocations delete it at once).</summary>
+    /// <value>The default value is 60 seconds.</value>
+    public TimeSpan KeyCacheTtl { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long an unknown (well-formed) key is remembered as unknown in Redis.</summary>
+    /// <value>The default value is 5 seconds.</value>
+    public TimeSpan UnknownKeyTtl { get; set; } = TimeSpan.FromSeconds(5);
+}

@@ -1,0 +1,64 @@
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Cortensor.Portal.Redis.Configuration;
+
+/// <summary>Checks the DataAnnotations on <see cref="RedisOptions"/>; the body is source-generated.</summary>
+[OptionsValidator]
+internal sealed partial class RedisOptionsValidator : IValidateOptions<RedisOptions>;
+
+/// <summary>Checks the connection string, the key prefix and the time spans of <see cref="RedisOptions"/>.</summary>
+internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOptions>
+{
+    private static readonly TimeSpan MaxOperationTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan MaxCacheTtl = TimeSpan.FromDays(1);
+
+    public ValidateOptionsResult Validate(string? name, RedisOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var builder = new ValidateOptionsResultBuilder();
+
+        if (!string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            try
+            {
+                var parsed = ConfigurationOptions.Parse(options.ConnectionString);
+                if (parsed.EndPoints.Count == 0)
+                {
+                    builder.AddError("names no endpoint.", nameof(RedisOptions.ConnectionString));
+                }
+            }
+            catch (ArgumentException ex)
+            {
+                // The message names the offending option, never a password value.
+                builder.AddError($"is not a valid StackExchange.Redis configuration string: {ex.Message}", nameof(RedisOptions.ConnectionString));
+            }
+        }
+
+        if (options.KeyPrefix is null || options.KeyPrefix.AsSpan().ContainsAny('{', '}'))
+        {
+            builder.AddError("must be set and may not contain '{' or '}'.", nameof(RedisOptions.KeyPrefix));
+        }
+        else if (options.KeyPrefix.Length > 64)
+        {
+            builder.AddError("must be at most 64 characters.", nameof(RedisOptions.KeyPrefix));
+        }
+
+        if (options.OperationTimeout <= TimeSpan.Zero || options.OperationTimeout > MaxOperationTimeout)
+        {
+            builder.AddError("must be greater than 0 and at most 30 seconds.", nameof(RedisOptions.OperationTimeout));
+        }
+
+        if (options.KeyCacheTtl < TimeSpan.FromMilliseconds(1) || options.KeyCacheTtl > MaxCacheTtl)
+        {
+            builder.AddError("must be at least 1 ms and at most 1 day.", nameof(RedisOptions.KeyCacheTtl));
+        }
+
+        if (options.UnknownKeyTtl < TimeSpan.Zero || options.UnknownKeyTtl > MaxCacheTtl)
+        {
+            builder.AddError("must be between 0 (not cached) and 1 day.", nameof(RedisOptions.UnknownKeyTtl));
+        }
+
+        return builder.Build();
+    }
+}

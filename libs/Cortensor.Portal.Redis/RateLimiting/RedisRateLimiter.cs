@@ -1,0 +1,214 @@
+using System.Text;
+using Cortensor.Portal.Metering.RateLimiting;
+using Cortensor.Portal.Redis.Configuration;
+using Cortensor.Portal.Redis.Internal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Cortensor.Portal.Redis.RateLimiting;
+
+/// <summary>
+/// An <see cref="IRateLimiter"/> whose state lives in Redis and is shared by every replica. Each
+/// <see cref="AcquireAsync"/> is one round trip: one <c>EVALSHA</c> of a Lua script that reads Redis's clock
+/// (<c>TIME</c>), decides every rule of every partition (<see cref="Gcra"/> for requests and tokens, a sorted set of
+/// in-flight request ids scored by expiry for concurrency) and writes the new state only when all of them admit.
+/// </summary>
+/// <remarks>
+/// <para>Keys: <c>{KeyPrefix}rl:{hashTag}:{scope}:{id}:{rule}</c>. The braces make the org id (the request's
+/// <see cref="RateLimitRequest.HashTag"/>) the Redis Cluster hash tag, so one script touches one slot. <c>%</c>,
+/// <c>{</c>, <c>}</c> and <c>:</c> inside ids are percent-escaped. A TAT key expires when its rule is back to its full
+/// quota; a slot set expires <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> after its last admission, and each
+/// slot in it after that TTL too (the backstop for a replica that died mid-request).</para>
+/// <para>Failures: <see cref="AcquireAsync"/> throws when Redis is unreachable, answers with an error, or takes longer
+/// than <see cref="RedisOptions.OperationTimeout"/> (commands fail fast while disconnected), so that
+/// <see cref="FallbackRateLimiter"/> decides locally. <see cref="ReleaseAsync"/> never throws for Redis failures: it logs
+/// them, and the slot expires by its TTL.</para>
+/// </remarks>
+public sealed partial class RedisRateLimiter : IRateLimiter
+{
+    private readonly IConnectionMultiplexer _redis;
+    private readonly IOptionsMonitor<RateLimitingOptions> _rateLimits;
+    private readonly ILogger<RedisRateLimiter> _logger;
+    private readonly string _prefix;
+    private readonly TimeSpan _timeout;
+
+    /// <param name="redis">The shared connection.</param>
+    /// <param name="options">Key prefix and operation timeout.</param>
+    /// <param name="rateLimits">Read for <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> at each admission.</param>
+    /// <param name="logger">Logs failed releases.</param>
+    public RedisRateLimiter(IConnectionMultiplexer redis, IOptions<RedisOptions> options, IOptionsMonitor<RateLimitingOptions> rateLimits, ILogger<RedisRateLimiter> logger)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(rateLimits);
+        ArgumentNullException.ThrowIfNull(logger);
+        _redis = redis;
+        _rateLimits = rateLimits;
+        _logger = logger;
+        _prefix = options.Value.KeyPrefix;
+        _timeout = options.Value.OperationTimeout;
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="RedisException">Redis is unreachable or failed the script.</exception>
+    /// <exception cref="TimeoutException">Redis did not answer within <see cref="RedisOptions.OperationTimeout"/>.</exception>
+    public async ValueTask<RateLimitDecision> AcquireAsync(RateLimitRequest request, CancellationToken cancellationToken = default)
+    {
+        RateLimitConventions.ThrowIfInvalid(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var count = RateLimitConventions.CountRules(request);
+        var outcomes = new RateLimitRuleOutcome[count];
+        if (count == 0)
+        {
+            return RateLimitConventions.CreateDecision(request, outcomes, this);
+        }
+
+        var keys = new RedisKey[count];
+        var args = new RedisValue[3 + (3 * count)];
+        args[0] = request.RequestId;
+        args[1] = request.Tokens;
+        args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
+        var i = 0;
+        foreach (var partition in request.Partitions)
+        {
+            foreach (var rule in partition.Rules)
+            {
+                keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
+                args[3 + (3 * i)] = ClassCode(rule.Class);
+                args[4 + (3 * i)] = rule.Quota;
+                args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                i++;
+            }
+        }
+
+        var result = await RedisCalls.WithTimeout(
+            EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
+            _timeout,
+            cancellationToken).ConfigureAwait(false);
+        var values = (RedisResult[])result!;
+        if (values.Length != 1 + (4 * count))
+        {
+            throw new RedisException($"The rate limit script returned {values.Length} values for {count} rules.");
+        }
+
+        i = 0;
+        foreach (var partition in request.Partitions)
+        {
+            foreach (var rule in partition.Rules)
+            {
+                var o = 1 + (4 * i);
+                var allowed = (long)values[o] == 1;
+                var retryAfter = !allowed && rule.Class == RateLimitClass.Concurrency
+                    ? RateLimitConventions.ConcurrencyRetryAfter
+                    : RateLimitConventions.FromMicroseconds((long)values[o + 3]);
+                outcomes[i] = new RateLimitRuleOutcome(allowed, (long)values[o + 1], RateLimitConventions.FromMicroseconds((long)values[o + 2]), retryAfter);
+                i++;
+            }
+        }
+
+        return RateLimitConventions.CreateDecision(request, outcomes, this);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// One script frees the request's slots and settles its token rules. It is sent even when
+    /// <paramref name="cancellationToken"/> is already cancelled (a client that hung up must still free its slot); the
+    /// wait is bounded by <see cref="RedisOptions.OperationTimeout"/>. Redis failures are logged, never thrown.
+    /// </remarks>
+    public async ValueTask ReleaseAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
+        var request = lease.Request;
+        var delta = (long)actualTokens - request.Tokens;
+        var keys = new List<RedisKey>();
+        var args = new List<RedisValue> { request.RequestId, delta };
+        foreach (var partition in request.Partitions)
+        {
+            foreach (var rule in partition.Rules)
+            {
+                if (rule.Class == RateLimitClass.Concurrency || (rule.Class == RateLimitClass.Tokens && delta != 0))
+                {
+                    keys.Add(GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name));
+                    args.Add(ClassCode(rule.Class));
+                    args.Add(rule.Quota);
+                    args.Add(RateLimitConventions.ToMicroseconds(rule.Window));
+                }
+            }
+        }
+
+        if (keys.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await RedisCalls.WithTimeout(
+                EvaluateAsync(RedisRateLimitScripts.ReleaseSha1, RedisRateLimitScripts.Release, [.. keys], [.. args]),
+                _timeout,
+                CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            Log.ReleaseFailed(_logger, request.RequestId, ex);
+        }
+    }
+
+    /// <summary>The Redis key of one rule's state: <c>{prefix}rl:{hashTag}:{scope}:{id}:{rule}</c> with each part escaped.</summary>
+    /// <param name="hashTag">The request's hash tag (the org id).</param>
+    /// <param name="scope">The partition's scope.</param>
+    /// <param name="id">The partition's id.</param>
+    /// <param name="rule">The rule's name.</param>
+    /// <returns>The key.</returns>
+    public RedisKey GetKey(string hashTag, string scope, string id, string rule)
+    {
+        var builder = new StringBuilder(_prefix.Length + hashTag.Length + scope.Length + id.Length + rule.Length + 8);
+        builder.Append(_prefix).Append("rl:{");
+        AppendEscaped(builder, hashTag).Append("}:");
+        AppendEscaped(builder, scope).Append(':');
+        AppendEscaped(builder, id).Append(':');
+        AppendEscaped(builder, rule);
+        return builder.ToString();
+    }
+
+    /// <summary>Runs a script by its SHA-1 (EVALSHA); when Redis does not know it (a restart or SCRIPT FLUSH), by its text once.</summary>
+    private async Task<RedisResult> EvaluateAsync(byte[] sha1, string script, RedisKey[] keys, RedisValue[] args)
+    {
+        var db = _redis.GetDatabase();
+        try
+        {
+            return await db.ScriptEvaluateAsync(sha1, keys, args).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("NOSCRIPT", StringComparison.Ordinal))
+        {
+            // EVAL also caches the script in Redis, so the next call is an EVALSHA again.
+            return await db.ScriptEvaluateAsync(script, keys, args, CommandFlags.NoScriptCache).ConfigureAwait(false);
+        }
+    }
+
+    private static StringBuilder AppendEscaped(StringBuilder builder, string value)
+    {
+        foreach (var c in value)
+        {
+            _ = c switch
+            {
+                '%' => builder.Append("%25"),
+                ':' => builder.Append("%3A"),
+                '{' => builder.Append("%7B"),
+                '}' => builder.Append("%7D"),
+                _ => builder.Append(c),
+            };
+        }
+
+        return builder;
+    }
+
+    private static string ClassCode(RateLimitClass value) => value switch
+    {
+        RateLimitClass.Requests => RedisRateLimitScripts.RequestsCode,
+        RateLimitClass.Tokens => RedisRateLimitScripts.TokensCode,
+        _ => RedisRateLimitScripts.ConcurrencyCode,
+    };
+}
