@@ -2,6 +2,8 @@
 // With no configuration it serves the default model catalog from built-in simulated routers, keeps its data in
 // an embedded SQLite file under App_Data, and prints a development API key on first start.
 // Set ConnectionStrings:Portal to use Postgres (Supabase works); configure real routers under "Cortensor:Fleet".
+// Hot-path state (key cache, rate limits, change notices) is in-process by default; with several replicas set
+// Cortensor:HotPath:Mode to Redis and ConnectionStrings:Redis so every replica shares it.
 var builder = WebApplication.CreateBuilder(args);
 
 var dataDirectory = builder.Configuration["Cortensor:Storage:DataDirectory"]
@@ -26,6 +28,20 @@ else
         builder.Configuration.GetSection("Cortensor:Storage:Postgres").Bind(o); // Schema, UsageRetentionMonths, …
         o.ConnectionString = postgres;
     });
+}
+
+var hotPathMode = builder.Configuration["Cortensor:HotPath:Mode"] ?? "InProcess";
+if (string.Equals(hotPathMode, "Redis", StringComparison.OrdinalIgnoreCase))
+{
+    builder.Services.AddCortensorRedis(o =>
+    {
+        builder.Configuration.GetSection("Cortensor:Redis").Bind(o); // KeyPrefix, OperationTimeout, cache TTLs, …
+        o.ConnectionString = builder.Configuration.GetConnectionString("Redis") ?? o.ConnectionString;
+    });
+}
+else if (!string.Equals(hotPathMode, "InProcess", StringComparison.OrdinalIgnoreCase))
+{
+    throw new InvalidOperationException($"Cortensor:HotPath:Mode must be InProcess or Redis, not '{hotPathMode}'.");
 }
 
 var app = builder.Build();

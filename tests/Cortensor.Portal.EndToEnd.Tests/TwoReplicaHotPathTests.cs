@@ -1,0 +1,277 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Gateway.Entitlements;
+using Cortensor.Portal.Keys;
+using Cortensor.Portal.Redis.Tests.Infrastructure;
+using Cortensor.Portal.Storage.Tests.Postgres;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace Cortensor.Portal.EndToEnd.Tests;
+
+/// <summary>
+/// Two portal hosts (the template's content) in Redis mode, sharing one Redis and one Postgres schema, as two
+/// replicas behind a load balancer would: limits hold across both, and a revocation or a model disable on one is
+/// refused by the other within a second.
+/// </summary>
+public sealed class TwoReplicaHotPathTests : IAsyncLifetime
+{
+    private const string Model = "gemma-4-26b";
+    private readonly string _schema = "hp_" + Guid.NewGuid().ToString("N")[..8];
+    private readonly string _prefix = "e2e-" + Guid.NewGuid().ToString("N")[..8] + ":";
+    private readonly List<IAsyncDisposable> _replicas = [];
+    private string _postgres = null!;
+
+    public Task InitializeAsync()
+    {
+        var configured = Environment.GetEnvironmentVariable("PG_CONNECTION");
+        _postgres = string.IsNullOrWhiteSpace(configured) ? LocalPostgresServer.ConnectionString : configured;
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var replica in _replicas)
+        {
+            await replica.DisposeAsync();
+        }
+
+        await using var dataSource = NpgsqlDataSource.Create(_postgres);
+        await using var drop = dataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{_schema}\" CASCADE");
+        await drop.ExecuteNonQueryAsync();
+    }
+
+    private Replica Start(string redis, params (string Key, string Value)[] settings)
+    {
+        var replica = new Replica(_postgres, _schema, redis, _prefix, settings);
+        _replicas.Add(replica);
+        _ = replica.Server; // start now (the two replicas migrate the same schema one after the other)
+        return replica;
+    }
+
+    [Fact]
+    public async Task KeyLimit_DrivenAtTwiceTheLimitFromBothReplicas_ExactlyTheLimitIsAdmitted()
+    {
+        const int limit = 10;
+        var settings = new[] { ("Cortensor:RateLimits:Defaults:Key:RequestsPerMinute", limit.ToString(System.Globalization.CultureInfo.InvariantCulture)) };
+        var a = Start(LocalRedisServer.ConnectionString, settings);
+        var b = Start(LocalRedisServer.ConnectionString, settings);
+        var key = await a.IssueKeyAsync();
+        using var httpA = a.CreateClient();
+        using var httpB = b.CreateClient();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 2 * limit).Select(i => ChatAsync(i % 2 == 0 ? httpA : httpB, key)));
+
+        Assert.Equal(limit, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
+        Assert.Equal(limit, limited.Count);
+        foreach (var response in limited)
+        {
+            Assert.True(int.Parse(response.Headers.GetValues("Retry-After").Single(), System.Globalization.CultureInfo.InvariantCulture) >= 1);
+            Assert.Contains("\"key-rpm\";q=10;w=60", response.Headers.GetValues("RateLimit-Policy").Single(), StringComparison.Ordinal);
+            Assert.Contains("\"key-rpm\";r=0", response.Headers.GetValues("RateLimit").Single(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task ConcurrencyCap_HoldsAcrossBothReplicas()
+    {
+        var settings = new[] { ("Cortensor:RateLimits:Defaults:Key:ConcurrentRequests", "2") };
+        var a = Start(LocalRedisServer.ConnectionString, settings);
+        var b = Start(LocalRedisServer.ConnectionString, settings);
+        var key = await a.IssueKeyAsync();
+        using var httpA = a.CreateClient();
+        using var httpB = b.CreateClient();
+
+        // Six requests to a model that takes 1.5 s: all six arrive while the first two are still in flight.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => ChatAsync(i % 2 == 0 ? httpA : httpB, key, Replica.SlowModel)));
+
+        Assert.Equal(2, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(4, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+
+        // Slots were released when the requests ended: the next one is admitted.
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpB, key)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Revocation_OnReplicaA_IsRefusedByReplicaB_WithinOneSecond()
+    {
+        var a = Start(LocalRedisServer.ConnectionString);
+        var b = Start(LocalRedisServer.ConnectionString);
+        var issued = await a.Services.GetRequiredService<IApiKeyProvider>().IssueAsync(new IssueApiKeyRequest { OrgId = "org_hp" });
+        using var httpB = b.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpB, issued.Secret)).StatusCode); // B has the key cached now
+
+        var clock = Stopwatch.StartNew();
+        Assert.True(await a.Services.GetRequiredService<IApiKeyProvider>().RevokeAsync("org_hp", issued.Record.KeyId));
+
+        var elapsed = await UntilAsync(async () => (await ChatAsync(httpB, issued.Secret)).StatusCode == HttpStatusCode.Unauthorized, clock);
+        Assert.True(elapsed < TimeSpan.FromSeconds(1), $"B refused the revoked key only after {elapsed.TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
+    public async Task ModelDisable_OnReplicaA_IsRefusedByReplicaB_WithinOneSecond_AndEnableRestores()
+    {
+        var a = Start(LocalRedisServer.ConnectionString);
+        var b = Start(LocalRedisServer.ConnectionString);
+        var key = await a.IssueKeyAsync();
+        using var httpB = b.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpB, key)).StatusCode); // B has the entitlements cached now
+
+        var admin = a.Services.GetRequiredService<ModelAccessAdministration>();
+        var clock = Stopwatch.StartNew();
+        await admin.DisableModelAsync(Model, "admin_e2e");
+
+        var elapsed = await UntilAsync(async () => (await ChatAsync(httpB, key)).StatusCode == HttpStatusCode.NotFound, clock);
+        Assert.True(elapsed < TimeSpan.FromSeconds(1), $"B refused the disabled model only after {elapsed.TotalMilliseconds:0} ms");
+
+        Assert.True(await admin.EnableModelAsync(Model, "admin_e2e"));
+        clock.Restart();
+        elapsed = await UntilAsync(async () => (await ChatAsync(httpB, key)).StatusCode == HttpStatusCode.OK, clock);
+        Assert.True(elapsed < TimeSpan.FromSeconds(1));
+    }
+
+    [Fact]
+    public async Task RedisDown_FailOpen_NoFiveHundreds_LocalLimitApplies_AndSharedLimitingResumes()
+    {
+        using var redis = RedisServerProcess.StartNew(); // our own server, so it can be stopped
+        var settings = new[]
+        {
+            ("Cortensor:RateLimits:Defaults:Key:RequestsPerMinute", "6"),
+            ("Cortensor:RateLimits:FallbackReplicas", "2"), // while Redis is down each replica allows 6 / 2
+        };
+        var a = Start(redis.ConnectionString, settings);
+        var b = Start(redis.ConnectionString, settings);
+        var key = await a.IssueKeyAsync();
+        using var httpA = a.CreateClient();
+        using var httpB = b.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpA, key)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpB, key)).StatusCode);
+
+        redis.Stop();
+        var whileDown = new List<HttpResponseMessage>();
+        for (var i = 0; i < 5; i++)
+        {
+            whileDown.Add(await ChatAsync(httpA, key));
+        }
+
+        Assert.DoesNotContain(whileDown, r => (int)r.StatusCode >= 500);
+        Assert.Equal(3, whileDown.Count(r => r.StatusCode == HttpStatusCode.OK)); // 6 / 2 replicas, decided locally
+        Assert.Equal(2, whileDown.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+
+        redis.Start(); // empty: the shared counters start over
+        await UntilAsync(async () => (await ChatAsync(httpA, key)).Headers.GetValues("RateLimit").Single().Contains("\"key-rpm\";r=5", StringComparison.Ordinal), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        var fromB = await ChatAsync(httpB, key);
+
+        Assert.Equal(HttpStatusCode.OK, fromB.StatusCode);
+        Assert.Contains("\"key-rpm\";r=4", fromB.Headers.GetValues("RateLimit").Single(), StringComparison.Ordinal); // shared again: B saw A's request
+    }
+
+    [Fact]
+    public async Task RedisDown_FailClosed_503WithRetryAfter_ThenResumes()
+    {
+        using var redis = RedisServerProcess.StartNew();
+        var settings = new[]
+        {
+            ("Cortensor:RateLimits:Defaults:Key:RequestsPerMinute", "100"),
+            ("Cortensor:RateLimits:FailureModes:Requests", "FailClosed"),
+        };
+        var a = Start(redis.ConnectionString, settings);
+        var key = await a.IssueKeyAsync();
+        using var http = a.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(http, key)).StatusCode);
+
+        redis.Stop();
+        var refused = await ChatAsync(http, key);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.True(refused.Headers.Contains("Retry-After"));
+        Assert.Contains("rate_limiter_unavailable", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        redis.Start();
+        await UntilAsync(async () => (await ChatAsync(http, key)).StatusCode == HttpStatusCode.OK, Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+    }
+
+    private static async Task<HttpResponseMessage> ChatAsync(HttpClient http, string key, string model = Model)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = new StringContent($$"""{"model":"{{model}}","messages":[{"role":"user","content":"hello"}],"max_tokens":8}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new("Bearer", key);
+        var response = await http.SendAsync(request);
+        await response.Content.LoadIntoBufferAsync();
+        return response;
+    }
+
+    private static async Task<TimeSpan> UntilAsync(Func<Task<bool>> condition, Stopwatch clock, TimeSpan? limit = null)
+    {
+        var deadline = limit ?? TimeSpan.FromSeconds(5);
+        while (!await condition())
+        {
+            Assert.True(clock.Elapsed < deadline, $"condition not met within {deadline.TotalSeconds:0} s");
+            await Task.Delay(10);
+        }
+
+        return clock.Elapsed;
+    }
+
+    /// <summary>One portal host in Redis mode on the shared Postgres schema, with its own spill folder.</summary>
+    private sealed class Replica(string postgres, string schema, string redis, string prefix, (string Key, string Value)[] settings) : WebApplicationFactory<Program>
+    {
+        public const string SlowModel = "m-slow-hp";
+
+        private readonly string _dataDirectory = Path.Combine(Path.GetTempPath(), "cportal-hp-" + Guid.NewGuid().ToString("N")[..8]);
+
+        public async Task<string> IssueKeyAsync()
+        {
+            var issued = await Services.GetRequiredService<IApiKeyProvider>().IssueAsync(new IssueApiKeyRequest { OrgId = "org_hp" });
+            return issued.Secret;
+        }
+
+        protected override void ConfigureWebHost(IWebHostBuilder builder)
+        {
+            builder.UseEnvironment("Production");
+            builder.UseSetting("ConnectionStrings:Portal", postgres);
+            builder.UseSetting("Cortensor:Storage:Postgres:Schema", schema);
+            builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory);
+            builder.UseSetting("Cortensor:HotPath:Mode", "Redis");
+            builder.UseSetting("ConnectionStrings:Redis", redis);
+            builder.UseSetting("Cortensor:Redis:KeyPrefix", prefix);
+            foreach (var (key, value) in settings)
+            {
+                builder.UseSetting(key, value);
+            }
+
+            builder.ConfigureServices(services =>
+            {
+                services.Configure<Gateway.Hosting.DevelopmentBootstrapOptions>(o => o.Output = TextWriter.Null);
+                // Long in-process TTLs: what reaches the other replica within a second is the pushed change, not an expiry.
+                services.Configure<Keys.Caching.ApiKeyCacheOptions>(o => o.ValidTtl = TimeSpan.FromMinutes(5));
+                services.PostConfigure<FleetOptions>(fleet =>
+                {
+                    fleet.Routers["slow-hp"] = new RouterOptions { Simulated = true, Simulator = new SimulatedRouterSettings { LatencyMs = 1500 } };
+                    fleet.Pools["slow-hp"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "slow-hp", SessionId = 3 }] };
+                    fleet.Models[SlowModel] = new ModelOptions { Pool = "slow-hp" };
+                });
+            });
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            await base.DisposeAsync();
+            try
+            {
+                Directory.Delete(_dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // already gone, or a file still open: the temp folder is cleaned by the OS
+            }
+        }
+    }
+}
