@@ -55,7 +55,9 @@ internal static class ChatCompletionsEndpoint
             return;
         }
 
+        timer.RouterStarted();
         var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
+        timer.RouterAnswered();
         var text = OutputCleaner.Clean(model.PromptFormat, completion.Text);
         var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
@@ -79,7 +81,9 @@ internal static class ChatCompletionsEndpoint
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
+        timer.RouterStarted();
         await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
+        timer.RouterAnswered(); // first chunk
         SseWriter.Start(context, timer);
         await writer.WriteAsync(new ChatDeltaDto("assistant", ""), null);
 

@@ -57,7 +57,9 @@ internal static class CompletionsEndpoint
             return;
         }
 
+        timer.RouterStarted();
         var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
+        timer.RouterAnswered();
         var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text, state);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
         var response = new TextCompletionResponse(id, "text_completion", created, alias,
@@ -122,7 +124,9 @@ internal static class CompletionsEndpoint
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
+        timer.RouterStarted();
         await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
+        timer.RouterAnswered(); // first chunk
         SseWriter.Start(context, timer);
 
         var emitted = new System.Text.StringBuilder();

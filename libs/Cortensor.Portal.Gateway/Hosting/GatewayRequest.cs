@@ -137,19 +137,37 @@ internal static class ErrorWriter
     }
 }
 
-/// <summary>Per-request timing for <c>openai-processing-ms</c>.</summary>
-internal readonly struct ProcessingTimer(long startTimestamp, TimeProvider time)
+/// <summary>
+/// Per-request timing for <c>openai-processing-ms</c> and <c>Server-Timing</c>
+/// (<c>gateway;dur=…, router;dur=…</c> in ms): the router's share is the call until its answer (non-stream) or its
+/// first chunk (stream), the gateway's share is everything else, so anyone can see what the gateway adds.
+/// </summary>
+internal sealed class ProcessingTimer(long startTimestamp, TimeProvider time)
 {
+    private long _routerStart;
+    private TimeSpan _router;
+
     public static ProcessingTimer Start(TimeProvider time) => new(time.GetTimestamp(), time);
 
     public TimeSpan Elapsed => time.GetElapsedTime(startTimestamp);
 
+    public void RouterStarted() => _routerStart = time.GetTimestamp();
+
+    public void RouterAnswered() => _router = _routerStart == 0 ? TimeSpan.Zero : time.GetElapsedTime(_routerStart);
+
     public void Stamp(HttpResponse response)
     {
-        if (!response.HasStarted)
+        if (response.HasStarted)
         {
-            response.Headers["openai-processing-ms"] = ((long)Elapsed.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return;
         }
+
+        var elapsed = Elapsed;
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        response.Headers["openai-processing-ms"] = ((long)elapsed.TotalMilliseconds).ToString(invariant);
+        var gateway = elapsed - _router;
+        response.Headers["Server-Timing"] = string.Create(invariant,
+            $"gateway;dur={Math.Max(0, gateway.TotalMilliseconds):0.###}, router;dur={_router.TotalMilliseconds:0.###}");
     }
 }
 

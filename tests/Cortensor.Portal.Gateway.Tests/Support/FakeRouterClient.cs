@@ -34,9 +34,13 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
     /// <summary>When set, non-stream calls wait for it (to hold requests in flight).</summary>
     public TaskCompletionSource? Hold { get; set; }
 
+    /// <summary>Runs inside each call (for example to move a fake clock, as a slow router would).</summary>
+    public Action? OnCall { get; set; }
+
     public async Task<RouterCompletion> CompleteAsync(RouterTarget target, RouterCompletionRequest request, CancellationToken cancellationToken)
     {
         Record(target, request);
+        OnCall?.Invoke();
         if (Hold is { } hold)
         {
             await hold.Task.WaitAsync(cancellationToken);
@@ -53,6 +57,7 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
     public async IAsyncEnumerable<RouterStreamChunk> StreamAsync(RouterTarget target, RouterCompletionRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         Record(target, request);
+        OnCall?.Invoke();
         await Task.Yield();
         if (Failure is not null && FailStreamAfterChunks is null)
         {
