@@ -11,12 +11,14 @@ namespace Cortensor.Portal.Storage.Postgres.Accounts;
 /// <summary>
 /// <see cref="IModelAccessPolicyStore"/> over <c>model_access_policies</c>, keyed by the unique
 /// (subject_type, subject_id, model_alias). The row id is generated here (<c>map_</c> + a time-ordered GUID)
-/// and kept when a policy is replaced.
+/// and kept when a policy is replaced. A <see cref="PolicySubjectType.Global"/> policy is stored as subject_type
+/// <c>global</c> with subject_id <c>*</c>; any other id is refused with <see cref="ArgumentException"/> (and by the
+/// table's CHECK, from V0004).
 /// </summary>
 /// <remarks>
 /// Each call is one statement on a pooled connection: no prepared statements, no session state.
-/// <see cref="ListApplicableAsync"/> reads the key's, the org's and the plan's policies in one query, most
-/// specific subject first (key, org, plan), then by alias.
+/// <see cref="ListApplicableAsync"/> reads the key's, the org's, the plan's and the global policies in one query,
+/// most specific subject first (key, org, plan, global), then by alias.
 /// </remarks>
 public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
 {
@@ -43,8 +45,8 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
         _listApplicableSql =
             $"SELECT {Columns} FROM {table} " +
             "WHERE (subject_type = 'key' AND subject_id = $3) OR (subject_type = 'org' AND subject_id = $2) " +
-            "OR (subject_type = 'plan' AND subject_id = $1) " +
-            "ORDER BY CASE subject_type WHEN 'key' THEN 0 WHEN 'org' THEN 1 ELSE 2 END, model_alias COLLATE \"C\"";
+            "OR (subject_type = 'plan' AND subject_id = $1) OR (subject_type = 'global' AND subject_id = '*') " +
+            "ORDER BY CASE subject_type WHEN 'key' THEN 0 WHEN 'org' THEN 1 WHEN 'plan' THEN 2 ELSE 3 END, model_alias COLLATE \"C\"";
     }
 
     public async Task SetAsync(ModelAccessPolicy policy, CancellationToken cancellationToken = default)
@@ -52,6 +54,7 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentException.ThrowIfNullOrEmpty(policy.SubjectId, nameof(policy));
         ArgumentException.ThrowIfNullOrEmpty(policy.ModelAlias, nameof(policy));
+        ThrowIfBadGlobalId(policy.SubjectType, policy.SubjectId, nameof(policy));
 
         await using var command = _dataSource.CreateCommand(_setSql);
         var p = command.Parameters;
@@ -68,6 +71,7 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
     {
         ArgumentNullException.ThrowIfNull(subjectId);
         ArgumentNullException.ThrowIfNull(modelAlias);
+        ThrowIfBadGlobalId(subjectType, subjectId, nameof(subjectId));
         await using var command = _dataSource.CreateCommand(_removeSql);
         command.Parameters.Add(Text(ToText(subjectType)));
         command.Parameters.Add(Text(subjectId));
@@ -78,6 +82,7 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
     public async Task<IReadOnlyList<ModelAccessPolicy>> ListAsync(PolicySubjectType subjectType, string subjectId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(subjectId);
+        ThrowIfBadGlobalId(subjectType, subjectId, nameof(subjectId));
         await using var command = _dataSource.CreateCommand(_listSql);
         command.Parameters.Add(Text(ToText(subjectType)));
         command.Parameters.Add(Text(subjectId));
@@ -116,11 +121,20 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
 
     private static string NewId() => "map_" + Guid.CreateVersion7().ToString("N", CultureInfo.InvariantCulture);
 
+    private static void ThrowIfBadGlobalId(PolicySubjectType subjectType, string subjectId, string paramName)
+    {
+        if (subjectType == PolicySubjectType.Global && !string.Equals(subjectId, ModelAccessPolicy.GlobalSubjectId, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"A global policy's subject id must be '{ModelAccessPolicy.GlobalSubjectId}', not '{subjectId}'.", paramName);
+        }
+    }
+
     private static string ToText(PolicySubjectType subjectType) => subjectType switch
     {
         PolicySubjectType.Plan => "plan",
         PolicySubjectType.Org => "org",
         PolicySubjectType.Key => "key",
+        PolicySubjectType.Global => "global",
         _ => throw new ArgumentOutOfRangeException(nameof(subjectType), subjectType, "Unknown policy subject type."),
     };
 
@@ -129,6 +143,7 @@ public sealed class PostgresModelAccessPolicyStore : IModelAccessPolicyStore
         "plan" => PolicySubjectType.Plan,
         "org" => PolicySubjectType.Org,
         "key" => PolicySubjectType.Key,
+        "global" => PolicySubjectType.Global,
         _ => throw new InvalidOperationException($"model_access_policies.subject_type holds an unknown value '{value}'."),
     };
 

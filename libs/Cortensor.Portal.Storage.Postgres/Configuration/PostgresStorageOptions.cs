@@ -41,4 +41,12 @@ public sealed class PostgresStorageOptions
     /// <summary>How many months after the current one get their partitions created in advance (0 to 24).</summary>
     /// <value>The default value is <c>2</c>.</value>
     public int PartitionMonthsAhead { get; set; } = 2;
+
+    /// <summary>
+    /// How many connections <c>PostgresUsageStore</c> writes a large usage batch over at once (1 to 8). Each part
+    /// is its own transaction on its own server process, so the server inserts on several cores; a batch is split
+    /// only when every part gets at least 1,000 rows. <c>1</c> writes every batch in one transaction.
+    /// </summary>
+    /// <value>The default value is <c>2</c>.</value>
+    public int UsageWriteConnections { get; set; } = 2;
 }

@@ -9,6 +9,8 @@ internal sealed class PostgresStorageOptionsValidator : IValidateOptions<Postgre
 
     public const int MaxRetentionMonths = 1200;
 
+    public const int MaxUsageWriteConnections = 8;
+
     public ValidateOptionsResult Validate(string? name, PostgresStorageOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -42,6 +44,11 @@ internal sealed class PostgresStorageOptionsValidator : IValidateOptions<Postgre
         if (options.PartitionMonthsAhead is < 0 or > MaxMonthsAhead)
         {
             failures.Add($"{nameof(PostgresStorageOptions.PartitionMonthsAhead)} must be 0 to {MaxMonthsAhead}.");
+        }
+
+        if (options.UsageWriteConnections is < 1 or > MaxUsageWriteConnections)
+        {
+            failures.Add($"{nameof(PostgresStorageOptions.UsageWriteConnections)} must be 1 to {MaxUsageWriteConnections}.");
         }
 
         return failures;

@@ -10,12 +10,13 @@ using NpgsqlTypes;
 namespace Cortensor.Portal.Storage.Postgres.Migrations;
 
 /// <summary>What one <see cref="PostgresPartitionMaintenance.MaintainPartitionsAsync"/> run changed.</summary>
-/// <param name="Created">Partitions created, for example <c>usage_events_p202611</c>.</param>
+/// <param name="Created">Partitions created, for example <c>requests_p202611</c>.</param>
 /// <param name="Dropped">Partitions dropped because they ended before the retention cut-off.</param>
 public sealed record PartitionMaintenanceResult(IReadOnlyList<string> Created, IReadOnlyList<string> Dropped);
 
 /// <summary>
-/// Keeps the monthly partitions of <c>usage_events</c> and <c>request_logs</c>: creates them from the current
+/// Keeps the monthly partitions of <c>requests</c> (the table behind the <c>usage_events</c> and <c>request_logs</c>
+/// views since V0003): creates them from the current
 /// month to <see cref="PostgresStorageOptions.PartitionMonthsAhead"/> months ahead and drops those that end
 /// before <c>now - <see cref="PostgresStorageOptions.UsageRetentionMonths"/></c>.
 /// </summary>
@@ -35,7 +36,7 @@ public sealed record PartitionMaintenanceResult(IReadOnlyList<string> Created, I
 public sealed partial class PostgresPartitionMaintenance
 {
     /// <summary>The partitioned tables.</summary>
-    internal static readonly string[] PartitionedTables = ["usage_events", "request_logs"];
+    internal static readonly string[] PartitionedTables = ["requests"];
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly StoreSchema _schema;
@@ -59,7 +60,7 @@ public sealed partial class PostgresPartitionMaintenance
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
-    /// <summary>The partition name for a month, for example <c>usage_events_p202611</c>.</summary>
+    /// <summary>The partition name for a month, for example <c>requests_p202611</c>.</summary>
     public static string PartitionName(string table, int year, int month) =>
         string.Create(CultureInfo.InvariantCulture, $"{table}_p{year:D4}{month:D2}");
 

@@ -8,7 +8,9 @@ namespace Cortensor.Portal.Storage.Sqlite.Accounts;
 /// <summary>
 /// <see cref="IModelAccessPolicyStore"/> over <c>model_access_policies</c>. Rows are unique by
 /// <c>(subject_type, subject_id, model_alias)</c>; the <c>id</c> column is assigned here (<c>map_</c> + a time-ordered
-/// id) and not part of the contract. Thread-safe: every call uses its own pooled connection.
+/// id) and not part of the contract. A <see cref="PolicySubjectType.Global"/> policy is stored as subject_type
+/// <c>global</c> with subject_id <c>*</c> (any other id is refused with <see cref="ArgumentException"/>; the table's
+/// CHECK, from V0003, refuses it too). Thread-safe: every call uses its own pooled connection.
 /// </summary>
 public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
 {
@@ -27,6 +29,7 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentException.ThrowIfNullOrEmpty(policy.SubjectId, nameof(policy));
         ArgumentException.ThrowIfNullOrEmpty(policy.ModelAlias, nameof(policy));
+        ThrowIfBadGlobalId(policy.SubjectType, policy.SubjectId, nameof(policy));
         var subjectType = ToText(policy.SubjectType);
         var effect = ToText(policy.Effect);
 
@@ -56,6 +59,7 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
     {
         ArgumentNullException.ThrowIfNull(subjectId);
         ArgumentNullException.ThrowIfNull(modelAlias);
+        ThrowIfBadGlobalId(subjectType, subjectId, nameof(subjectId));
         var type = ToText(subjectType);
 
         var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -76,6 +80,7 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
     public async Task<IReadOnlyList<ModelAccessPolicy>> ListAsync(PolicySubjectType subjectType, string subjectId, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(subjectId);
+        ThrowIfBadGlobalId(subjectType, subjectId, nameof(subjectId));
         var type = ToText(subjectType);
 
         var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -95,8 +100,8 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
 
     /// <remarks>
     /// One query; each branch of the <c>OR</c> is served by the unique <c>(subject_type, subject_id, model_alias)</c> index.
-    /// Key policies come first, then org, then plan, each ordered by alias. With no <paramref name="planId"/>, plan policies
-    /// are left out.
+    /// Key policies come first, then org, then plan, then global, each ordered by alias. With no <paramref name="planId"/>,
+    /// plan policies are left out.
     /// </remarks>
     public async Task<IReadOnlyList<ModelAccessPolicy>> ListApplicableAsync(string? planId, string orgId, string keyId, CancellationToken cancellationToken = default)
     {
@@ -112,7 +117,8 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
                 WHERE (subject_type = 'key' AND subject_id = $key_id)
                    OR (subject_type = 'org' AND subject_id = $org_id)
                    OR (subject_type = 'plan' AND subject_id = $plan_id)
-                ORDER BY CASE subject_type WHEN 'key' THEN 0 WHEN 'org' THEN 1 ELSE 2 END, model_alias;
+                   OR (subject_type = 'global' AND subject_id = '*')
+                ORDER BY CASE subject_type WHEN 'key' THEN 0 WHEN 'org' THEN 1 WHEN 'plan' THEN 2 ELSE 3 END, model_alias;
                 """;
             command.Parameters.AddWithValue("$key_id", keyId);
             command.Parameters.AddWithValue("$org_id", orgId);
@@ -143,11 +149,20 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
         return policies;
     }
 
+    private static void ThrowIfBadGlobalId(PolicySubjectType type, string subjectId, string paramName)
+    {
+        if (type == PolicySubjectType.Global && !string.Equals(subjectId, ModelAccessPolicy.GlobalSubjectId, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"A global policy's subject id must be '{ModelAccessPolicy.GlobalSubjectId}', not '{subjectId}'.", paramName);
+        }
+    }
+
     private static string ToText(PolicySubjectType type) => type switch
     {
         PolicySubjectType.Plan => "plan",
         PolicySubjectType.Org => "org",
         PolicySubjectType.Key => "key",
+        PolicySubjectType.Global => "global",
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "Unknown policy subject type."),
     };
 
@@ -156,6 +171,7 @@ public sealed class SqliteModelAccessPolicyStore : IModelAccessPolicyStore
         "plan" => PolicySubjectType.Plan,
         "org" => PolicySubjectType.Org,
         "key" => PolicySubjectType.Key,
+        "global" => PolicySubjectType.Global,
         _ => throw new InvalidOperationException($"Unknown policy subject type '{text}' in model_access_policies."),
     };
 

@@ -10,7 +10,7 @@ public sealed class PostgresMigrationTests
     [
         "users", "organizations", "organization_members", "plans", "plan_subscriptions", "api_keys",
         "model_access_policies", "routers", "router_pools", "router_pool_members", "router_pool_models",
-        "usage_events", "request_logs", "billing_ledger", "audit_log",
+        "requests", "billing_ledger", "audit_log",
         "schema_version",
     ];
 
@@ -38,7 +38,7 @@ public sealed class PostgresMigrationTests
     {
         await using var db = await PostgresTestDatabase.CreateAsync();
 
-        foreach (var table in new[] { "usage_events", "request_logs" })
+        foreach (var table in new[] { "requests" })
         {
             var key = await db.ScalarAsync<string>($"SELECT pg_get_partkeydef('{db.Table(table)}'::regclass)");
             Assert.Equal("RANGE (occurred_at)", key);

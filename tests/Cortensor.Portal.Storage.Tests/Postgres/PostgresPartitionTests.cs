@@ -8,21 +8,17 @@ public sealed class PostgresPartitionTests
     private static readonly DateTimeOffset Now = new(2026, 1, 15, 12, 0, 0, TimeSpan.Zero);
 
     [Fact]
-    public async Task Maintain_CreatesCurrentAndAheadMonths_ForBothTables()
+    public async Task Maintain_CreatesCurrentAndAheadMonths_OfTheRequestsTable()
     {
         await using var db = await PostgresTestDatabase.CreateAsync(migrate: false);
         await db.CreateMigrator().MigrateAsync();
 
         var result = await db.CreateMaintenance(monthsAhead: 2, timeProvider: new ManualTimeProvider(Now)).MaintainPartitionsAsync();
 
-        string[] expected =
-        [
-            "request_logs_p202601", "request_logs_p202602", "request_logs_p202603",
-            "usage_events_p202601", "usage_events_p202602", "usage_events_p202603",
-        ];
+        string[] expected = ["requests_p202601", "requests_p202602", "requests_p202603"];
         Assert.Equal(expected, result.Created.Order(StringComparer.Ordinal));
         Assert.Empty(result.Dropped);
-        Assert.Equal(expected.Append("request_logs_default").Append("usage_events_default").Order(StringComparer.Ordinal), await PartitionsAsync(db));
+        Assert.Equal(expected.Append("requests_default").Order(StringComparer.Ordinal), await PartitionsAsync(db));
     }
 
     [Fact]
@@ -36,9 +32,9 @@ public sealed class PostgresPartitionTests
         var first = await maintenance.MaintainPartitionsAsync();
         var second = await maintenance.MaintainPartitionsAsync();
 
-        Assert.Contains("usage_events_p202611", first.Created);
-        Assert.Contains("usage_events_p202612", first.Created);
-        Assert.Contains("usage_events_p202701", first.Created);
+        Assert.Contains("requests_p202611", first.Created);
+        Assert.Contains("requests_p202612", first.Created);
+        Assert.Contains("requests_p202701", first.Created);
         Assert.Empty(second.Created);
         Assert.Empty(second.Dropped);
     }
@@ -61,13 +57,12 @@ public sealed class PostgresPartitionTests
             ],
             CancellationToken.None);
 
-        Assert.Equal("usage_events_p202602", await PartitionOfAsync(db, "usage_events", "feb"));
-        Assert.Equal("usage_events_p202602", await PartitionOfAsync(db, "usage_events", "feb-first-instant"));
-        Assert.Equal("usage_events_p202601", await PartitionOfAsync(db, "usage_events", "jan-last-instant"));
-        Assert.Equal("usage_events_default", await PartitionOfAsync(db, "usage_events", "old"));
-        Assert.Equal("usage_events_default", await PartitionOfAsync(db, "usage_events", "far"));
-        Assert.Equal("request_logs_p202602", await PartitionOfAsync(db, "request_logs", "feb"));
-        Assert.Equal("request_logs_default", await PartitionOfAsync(db, "request_logs", "old"));
+        Assert.Equal("requests_p202602", await PartitionOfAsync(db, "feb"));
+        Assert.Equal("requests_p202602", await PartitionOfAsync(db, "feb-first-instant"));
+        Assert.Equal("requests_p202601", await PartitionOfAsync(db, "jan-last-instant"));
+        Assert.Equal("requests_default", await PartitionOfAsync(db, "old"));
+        Assert.Equal("requests_default", await PartitionOfAsync(db, "far"));
+        Assert.Equal(5, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")}"));
     }
 
     [Fact]
@@ -80,20 +75,22 @@ public sealed class PostgresPartitionTests
         var store = db.CreateUsageStore();
         var may = new DateTimeOffset(2026, 5, 3, 0, 0, 0, TimeSpan.Zero);
         await store.WriteBatchAsync([PostgresTestData.NewUsage("may", may, 5, 6), PostgresTestData.NewUsage("june", may.AddMonths(1))], CancellationToken.None);
-        Assert.Equal("usage_events_default", await PartitionOfAsync(db, "usage_events", "may"));
+        Assert.Equal("requests_default", await PartitionOfAsync(db, "may"));
 
         clock.Now = new DateTimeOffset(2026, 4, 20, 0, 0, 0, TimeSpan.Zero);
         var result = await db.CreateMaintenance(monthsAhead: 1, timeProvider: clock).MaintainPartitionsAsync();
 
-        Assert.Contains("usage_events_p202605", result.Created);
-        Assert.Equal("usage_events_p202605", await PartitionOfAsync(db, "usage_events", "may"));
-        Assert.Equal("request_logs_p202605", await PartitionOfAsync(db, "request_logs", "may"));
-        Assert.Equal("usage_events_default", await PartitionOfAsync(db, "usage_events", "june"));
+        Assert.Contains("requests_p202605", result.Created);
+        Assert.Equal("requests_p202605", await PartitionOfAsync(db, "may"));
+        Assert.Equal("requests_default", await PartitionOfAsync(db, "june"));
         Assert.Equal(new UsageTotals(1, 5, 6), await store.GetTotalsAsync("org_a", may.AddDays(-1), may.AddDays(1)));
         Assert.NotNull(await store.FindUsageEventAsync("may"));
+        Assert.NotNull(await store.FindRequestLogAsync("may"));
 
         // The moved partition carries the parent's indexes and uniqueness.
-        Assert.True(await db.ScalarAsync<int>($"SELECT count(*) FROM pg_indexes WHERE schemaname = '{db.Schema}' AND tablename = 'usage_events_p202605'") >= 3);
+        Assert.True(await db.ScalarAsync<int>($"SELECT count(*) FROM pg_indexes WHERE schemaname = '{db.Schema}' AND tablename = 'requests_p202605'") >= 4);
+        await store.WriteBatchAsync([PostgresTestData.NewUsage("may", may, 7, 7)], CancellationToken.None);
+        Assert.Equal(new UsageTotals(1, 5, 6), await store.GetTotalsAsync("org_a", may.AddDays(-1), may.AddDays(1)));
     }
 
     [Fact]
@@ -116,11 +113,11 @@ public sealed class PostgresPartitionTests
         clock.Now = Now;
         var result = await db.CreateMaintenance(retentionMonths: 13, monthsAhead: 2, timeProvider: clock).MaintainPartitionsAsync();
 
-        Assert.Equal(["request_logs_p202411", "usage_events_p202411"], result.Dropped.Order(StringComparer.Ordinal));
+        Assert.Equal(["requests_p202411"], result.Dropped);
         var partitions = await PartitionsAsync(db);
-        Assert.DoesNotContain("usage_events_p202411", partitions);
-        Assert.Contains("usage_events_p202412", partitions);
-        Assert.Contains("usage_events_p202601", partitions);
+        Assert.DoesNotContain("requests_p202411", partitions);
+        Assert.Contains("requests_p202412", partitions);
+        Assert.Contains("requests_p202601", partitions);
         Assert.Null(await store.FindUsageEventAsync("nov24"));
         Assert.Null(await store.FindUsageEventAsync("old-default"));
         Assert.NotNull(await store.FindUsageEventAsync("dec24"));
@@ -130,10 +127,10 @@ public sealed class PostgresPartitionTests
         // A one-month retention on the first day of a month still keeps the current month.
         clock.Now = new DateTimeOffset(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
         var tight = await db.CreateMaintenance(retentionMonths: 1, monthsAhead: 0, timeProvider: clock).MaintainPartitionsAsync();
-        Assert.DoesNotContain("usage_events_p202603", tight.Dropped);
-        Assert.DoesNotContain("usage_events_p202602", tight.Dropped);
-        Assert.Contains("usage_events_p202601", tight.Dropped);
-        Assert.Contains("usage_events_p202603", await PartitionsAsync(db));
+        Assert.DoesNotContain("requests_p202603", tight.Dropped);
+        Assert.DoesNotContain("requests_p202602", tight.Dropped);
+        Assert.Contains("requests_p202601", tight.Dropped);
+        Assert.Contains("requests_p202603", await PartitionsAsync(db));
     }
 
     [Fact]
@@ -148,7 +145,7 @@ public sealed class PostgresPartitionTests
         var result = await db.CreateMaintenance(retentionMonths: 0, monthsAhead: 0, timeProvider: clock).MaintainPartitionsAsync();
 
         Assert.Empty(result.Dropped);
-        Assert.Contains("usage_events_p202001", await PartitionsAsync(db));
+        Assert.Contains("requests_p202001", await PartitionsAsync(db));
     }
 
     [Fact]
@@ -162,16 +159,16 @@ public sealed class PostgresPartitionTests
             Task.Run(() => db.CreateMaintenance(monthsAhead: 3, timeProvider: clock).MaintainPartitionsAsync())));
 
         var created = results.SelectMany(r => r.Created).ToArray();
-        Assert.Equal(8, created.Length);
-        Assert.Equal(8, created.Distinct(StringComparer.Ordinal).Count());
+        Assert.Equal(4, created.Length);
+        Assert.Equal(4, created.Distinct(StringComparer.Ordinal).Count());
     }
 
     [Theory]
-    [InlineData("usage_events", "usage_events_p202611", 2026, 11)]
-    [InlineData("usage_events", "usage_events_default", 0, 0)]
-    [InlineData("usage_events", "request_logs_p202611", 0, 0)]
-    [InlineData("usage_events", "usage_events_p202613", 0, 0)]
-    [InlineData("usage_events", "usage_events_p2026111", 0, 0)]
+    [InlineData("requests", "requests_p202611", 2026, 11)]
+    [InlineData("requests", "requests_default", 0, 0)]
+    [InlineData("requests", "usage_events_p202611", 0, 0)]
+    [InlineData("requests", "requests_p202613", 0, 0)]
+    [InlineData("requests", "requests_p2026111", 0, 0)]
     public void ParseMonth_OnlyAcceptsThisPackagesNames(string table, string name, int year, int month)
     {
         var parsed = PostgresPartitionMaintenance.ParseMonth(table, name);
@@ -193,6 +190,6 @@ public sealed class PostgresPartitionTests
         WHERE n.nspname = '{db.Schema}' AND c.relkind = 'r' ORDER BY c.relname COLLATE "C"
         """);
 
-    private static Task<string> PartitionOfAsync(PostgresTestDatabase db, string table, string requestId) =>
-        db.ScalarAsync<string>($"SELECT c.relname::text FROM {db.Table(table)} t JOIN pg_class c ON c.oid = t.tableoid WHERE t.request_id = '{requestId}'");
+    private static Task<string> PartitionOfAsync(PostgresTestDatabase db, string requestId) =>
+        db.ScalarAsync<string>($"SELECT c.relname::text FROM {db.Table("requests")} t JOIN pg_class c ON c.oid = t.tableoid WHERE t.request_id = '{requestId}'");
 }

@@ -75,7 +75,9 @@ public sealed class PostgresRegistrationTests
     [InlineData(AnyConnection, "portal", -1, 2, "UsageRetentionMonths")]
     [InlineData(AnyConnection, "portal", 13, -1, "PartitionMonthsAhead")]
     [InlineData(AnyConnection, "portal", 13, 25, "PartitionMonthsAhead")]
-    public void Validator_BadOptions_FailNamingTheSetting(string? connection, string schema, int retention, int ahead, string expected)
+    [InlineData(AnyConnection, "portal", 13, 2, "UsageWriteConnections", 0)]
+    [InlineData(AnyConnection, "portal", 13, 2, "UsageWriteConnections", 9)]
+    public void Validator_BadOptions_FailNamingTheSetting(string? connection, string schema, int retention, int ahead, string expected, int writeConnections = 2)
     {
         var result = new PostgresStorageOptionsValidator().Validate(null, new PostgresStorageOptions
         {
@@ -83,6 +85,7 @@ public sealed class PostgresRegistrationTests
             Schema = schema,
             UsageRetentionMonths = retention,
             PartitionMonthsAhead = ahead,
+            UsageWriteConnections = writeConnections,
         });
 
         Assert.True(result.Failed);
@@ -111,6 +114,7 @@ public sealed class PostgresRegistrationTests
         Assert.True(options.ApplyMigrationsOnStart);
         Assert.Equal(13, options.UsageRetentionMonths);
         Assert.Equal(2, options.PartitionMonthsAhead);
+        Assert.Equal(2, options.UsageWriteConnections);
     }
 
     [Fact]
@@ -147,7 +151,7 @@ public sealed class PostgresRegistrationTests
             await keys.AddAsync(PostgresTestData.NewKey("org_a", "key_1"));
             Assert.Single(await keys.ListAsync("org_a"));
             var now = TimeProvider.System.GetUtcNow();
-            var partition = PostgresPartitionMaintenance.PartitionName("usage_events", now.Year, now.Month);
+            var partition = PostgresPartitionMaintenance.PartitionName("requests", now.Year, now.Month);
             var dataSource = host.Services.GetRequiredKeyedService<NpgsqlDataSource>(PostgresStorageServiceKeys.DataSource);
             await using var exists = dataSource.CreateCommand($"SELECT to_regclass('\"{schema}\".\"{partition}\"') IS NOT NULL");
             Assert.Equal(true, await exists.ExecuteScalarAsync());
@@ -211,8 +215,8 @@ public sealed class PostgresRegistrationTests
         try
         {
             await host.StartAsync();
-            Assert.True(await ExistsAsync(dataSource, schema, "usage_events_p202601"));
-            Assert.False(await ExistsAsync(dataSource, schema, "usage_events_p202602"));
+            Assert.True(await ExistsAsync(dataSource, schema, "requests_p202601"));
+            Assert.False(await ExistsAsync(dataSource, schema, "requests_p202602"));
             var (callback, state, period) = Assert.Single(clock.Timers);
             Assert.Equal(TimeSpan.FromDays(1), period);
 
@@ -221,8 +225,7 @@ public sealed class PostgresRegistrationTests
             var hosted = (Cortensor.Portal.Storage.Postgres.Hosting.PostgresStorageHostedService)Assert.Single(host.Services.GetServices<IHostedService>());
             await hosted.RunMaintenanceOnceAsync();
 
-            Assert.True(await ExistsAsync(dataSource, schema, "usage_events_p202602"));
-            Assert.True(await ExistsAsync(dataSource, schema, "request_logs_p202602"));
+            Assert.True(await ExistsAsync(dataSource, schema, "requests_p202602"));
             await host.StopAsync();
         }
         finally

@@ -179,7 +179,7 @@ public sealed class PostgresUsageStoreTests(ITestOutputHelper output)
 
         Assert.Equal(new UsageTotals(Count, Count * 3L, Count * 2L), await store.GetTotalsAsync("org_a", start, start.AddDays(1)));
         Assert.Equal(Count + 1, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("request_logs")}"));
-        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("usage_events_default")} WHERE occurred_at >= '{start.UtcDateTime:O}'"));
+        Assert.Equal(0, await db.ScalarAsync<int>($"SELECT count(*) FROM {db.Table("requests_default")} WHERE occurred_at >= '{start.UtcDateTime:O}'"));
 
         // Replaying the whole batch adds nothing.
         await store.WriteBatchAsync(batch, CancellationToken.None);
