@@ -1,6 +1,12 @@
+using System.Diagnostics;
+using System.Globalization;
+using Cortensor.Portal.Gateway.Enforcement;
 using Cortensor.Portal.Gateway.Errors;
+using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Keys;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Net.Http.Headers;
 
 namespace Cortensor.Portal.Gateway.Authentication;
@@ -9,19 +15,85 @@ namespace Cortensor.Portal.Gateway.Authentication;
 /// Reads the customer key from <c>Authorization: Bearer …</c> (or the Azure-style <c>api-key</c> header some
 /// OpenAI clients send) and verifies it. The key is never forwarded and never logged.
 /// </summary>
-internal sealed class ApiKeyAuthenticator(IApiKeyProvider provider)
+/// <remarks>
+/// Outcomes: valid → the principal; malformed, unknown, revoked, expired or disabled → 401; forbidden by the
+/// provider → 403; a provider rate limit → 429 with <c>Retry-After</c>; a spent allowance → 429
+/// <c>insufficient_quota</c>; provider unreachable and the key not remembered → 503 with <c>Retry-After</c>.
+/// Rate limits the provider checked go into the request's RateLimit headers; the provider's request id goes into the
+/// logs and the trace (<c>cortensor.key_provider.request_id</c>).
+/// </remarks>
+internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, ILogger<ApiKeyAuthenticator>? logger = null)
 {
+    /// <summary>Trace tag carrying the key provider's request id (Unkey's <c>req_…</c>).</summary>
+    public const string ProviderRequestIdTag = "cortensor.key_provider.request_id";
+
+    private readonly ILogger _logger = logger ?? NullLogger<ApiKeyAuthenticator>.Instance;
+
     public async ValueTask<ApiKeyPrincipal> AuthenticateAsync(HttpContext context)
     {
         var presented = ReadPresentedKey(context.Request);
         var verification = await provider.VerifyAsync(presented, context.RequestAborted);
-        return verification.Status switch
+        if (verification.ProviderRequestId is not null || verification.RateLimits.Count > 0)
         {
-            ApiKeyVerificationStatus.Valid when verification.Principal is not null => verification.Principal,
-            ApiKeyVerificationStatus.Revoked => throw new GatewayException(GatewayError.RevokedApiKey(DisplayPrefix(presented))),
-            ApiKeyVerificationStatus.Expired => throw new GatewayException(GatewayError.ExpiredApiKey(DisplayPrefix(presented))),
-            _ => throw new GatewayException(GatewayError.InvalidApiKey(Mask(presented))),
-        };
+            Remember(context, verification);
+        }
+
+        if (verification.Status == ApiKeyVerificationStatus.Valid && verification.Principal is { } principal)
+        {
+            return principal;
+        }
+
+        if (verification.ProviderRequestId is not null || verification.Status == ApiKeyVerificationStatus.Unavailable)
+        {
+            Log.KeyRefused(_logger, verification.Status, verification.ProviderCode, verification.ProviderRequestId, RequestIds.Get(context));
+        }
+
+        throw new GatewayException(ToError(verification, presented));
+    }
+
+    private static void Remember(HttpContext context, ApiKeyVerification verification)
+    {
+        var state = GatewayRequestState.Of(context);
+        if (verification.ProviderRequestId is { } providerRequestId)
+        {
+            state.KeyProviderRequestId = providerRequestId;
+            Activity.Current?.SetTag(ProviderRequestIdTag, providerRequestId);
+        }
+
+        if (verification.RateLimits.Count > 0)
+        {
+            state.ProviderRateLimits = verification.RateLimits;
+            RateLimitHeaders.Apply(context); // also on a successful response (error responses apply them again)
+        }
+    }
+
+    private static GatewayError ToError(ApiKeyVerification verification, string presented) => verification.Status switch
+    {
+        ApiKeyVerificationStatus.Revoked => GatewayError.RevokedApiKey(DisplayPrefix(presented)),
+        ApiKeyVerificationStatus.Expired => GatewayError.ExpiredApiKey(DisplayPrefix(presented)),
+        ApiKeyVerificationStatus.Disabled => GatewayError.DisabledApiKey(DisplayPrefix(presented)),
+        ApiKeyVerificationStatus.Forbidden when verification.ProviderCode is "INSUFFICIENT_PERMISSIONS" => GatewayError.ApiKeyForbidden(
+            "insufficient_permissions",
+            $"The API key {DisplayPrefix(presented)}… lacks a permission this request needs."),
+        ApiKeyVerificationStatus.Forbidden => GatewayError.ApiKeyForbidden(
+            "api_key_forbidden",
+            $"The API key {DisplayPrefix(presented)}… may not be used from here."),
+        ApiKeyVerificationStatus.RateLimited => RateLimited(verification, presented),
+        ApiKeyVerificationStatus.UsageExceeded => GatewayError.InsufficientQuota(),
+        ApiKeyVerificationStatus.Unavailable => GatewayError.KeyVerificationUnavailable(verification.RetryAfter ?? TimeSpan.FromSeconds(1)),
+        _ => GatewayError.InvalidApiKey(Mask(presented)), // malformed, unknown, or an outcome this gateway does not know
+    };
+
+    private static GatewayError RateLimited(ApiKeyVerification verification, string presented)
+    {
+        var retry = verification.RetryAfter is { } after && after > TimeSpan.Zero ? after : TimeSpan.FromSeconds(1);
+        var wait = RateLimitHeaders.GoDuration(retry);
+        var limit = verification.RateLimits.FirstOrDefault(l => l.Exceeded);
+        var subject = $"API key {DisplayPrefix(presented)}…";
+        var message = limit is null
+            ? $"Rate limit reached for {subject}. Please try again in {wait}."
+            : string.Create(CultureInfo.InvariantCulture, $"Rate limit reached for {subject} on {limit.Name}: Limit {limit.Limit} per {RateLimitHeaders.GoDuration(limit.Window)}. Please try again in {wait}.");
+        return GatewayError.RateLimited("requests", message, retry);
     }
 
     private static string ReadPresentedKey(HttpRequest request)
@@ -56,4 +128,11 @@ internal sealed class ApiKeyAuthenticator(IApiKeyProvider provider)
     }
 
     private static string DisplayPrefix(string key) => key.Length > 16 ? key[..16] : Mask(key);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1400, EventName = "ApiKeyRefusedByProvider", Level = LogLevel.Information,
+            Message = "Request {RequestId}: the key provider answered {Status} (code {ProviderCode}, provider request {ProviderRequestId})")]
+        public static partial void KeyRefused(ILogger logger, ApiKeyVerificationStatus status, string? providerCode, string? providerRequestId, string requestId);
+    }
 }

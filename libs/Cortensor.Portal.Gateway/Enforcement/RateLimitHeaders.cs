@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.RateLimiting;
 using Microsoft.AspNetCore.Http;
 
@@ -17,20 +18,72 @@ internal static class RateLimitHeaders
     public const string Policy = "RateLimit-Policy";
     public const string State = "RateLimit";
 
-    /// <summary>Writes the headers of this request's decision, if it has one and the response has not started.</summary>
+    /// <summary>
+    /// Writes the headers of this request's decision, if it has one and the response has not started. Rate limits the
+    /// key provider checked (<see cref="GatewayRequestState.ProviderRateLimits"/>, for example Unkey's) follow the
+    /// gateway's own policies in <c>RateLimit-Policy</c> and <c>RateLimit</c>; the <c>x-ratelimit-*</c> headers come
+    /// from the gateway's own limits only.
+    /// </summary>
     public static void Apply(HttpContext context)
     {
-        if (context.Response.HasStarted || GatewayRequestState.Of(context).RateLimit is not { Counters.Count: > 0 } decision)
+        if (context.Response.HasStarted)
+        {
+            return;
+        }
+
+        var state = GatewayRequestState.Of(context);
+        var counters = state.RateLimit?.Counters ?? [];
+        var provided = state.ProviderRateLimits ?? [];
+        if (counters.Count == 0 && provided.Count == 0)
         {
             return;
         }
 
         var headers = context.Response.Headers;
-        headers[Policy] = FormatPolicy(decision.Counters);
-        headers[State] = FormatState(decision.Counters);
-        WriteOpenAIHeaders(headers, decision.Counters, RateLimitClass.Requests, "requests");
-        WriteOpenAIHeaders(headers, decision.Counters, RateLimitClass.Tokens, "tokens");
+        headers[Policy] = Join(counters.Count > 0 ? FormatPolicy(counters) : "", FormatProviderPolicy(provided));
+        headers[State] = Join(counters.Count > 0 ? FormatState(counters) : "", FormatProviderState(provided));
+        WriteOpenAIHeaders(headers, counters, RateLimitClass.Requests, "requests");
+        WriteOpenAIHeaders(headers, counters, RateLimitClass.Tokens, "tokens");
     }
+
+    /// <summary><c>RateLimit-Policy</c> items of provider-checked limits: <c>"unkey-requests";q=100;w=60</c>.</summary>
+    public static string FormatProviderPolicy(IReadOnlyList<ApiKeyRateLimit> limits)
+    {
+        var text = new StringBuilder();
+        foreach (var limit in limits)
+        {
+            if (text.Length > 0)
+            {
+                text.Append(", ");
+            }
+
+            text.Append('"').Append(limit.Name).Append("\";q=").Append(limit.Limit.ToString(CultureInfo.InvariantCulture))
+                .Append(";w=").Append(Seconds(limit.Window).ToString(CultureInfo.InvariantCulture));
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary><c>RateLimit</c> items of provider-checked limits: <c>"unkey-requests";r=99;t=60</c>.</summary>
+    public static string FormatProviderState(IReadOnlyList<ApiKeyRateLimit> limits)
+    {
+        var text = new StringBuilder();
+        foreach (var limit in limits)
+        {
+            if (text.Length > 0)
+            {
+                text.Append(", ");
+            }
+
+            text.Append('"').Append(limit.Name).Append("\";r=").Append(Math.Max(0, limit.Remaining).ToString(CultureInfo.InvariantCulture))
+                .Append(";t=").Append(Seconds(limit.Reset).ToString(CultureInfo.InvariantCulture));
+        }
+
+        return text.ToString();
+    }
+
+    private static string Join(string own, string provided)
+        => own.Length == 0 ? provided : provided.Length == 0 ? own : own + ", " + provided;
 
     public static string FormatPolicy(IReadOnlyList<RateLimitCounter> counters)
     {

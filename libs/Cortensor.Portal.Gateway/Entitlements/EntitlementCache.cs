@@ -69,7 +69,8 @@ internal sealed partial class EntitlementCache : IDisposable
     {
         if (_policies is null)
         {
-            return ValueTask.FromResult(KeyEntitlements.None); // no durable store: only the key's own allow-list applies
+            // No durable store: only the key's own allow-list applies, and the plan its provider reported (Unkey meta).
+            return ValueTask.FromResult(principal.PlanId is null ? KeyEntitlements.None : new KeyEntitlements(principal.PlanId, []));
         }
 
         var now = _time.GetUtcNow();
@@ -108,8 +109,10 @@ internal sealed partial class EntitlementCache : IDisposable
         {
             var now = _time.GetUtcNow();
             var subscription = _plans is null ? null : await _plans.GetActiveSubscriptionAsync(principal.OrgId, now).ConfigureAwait(false);
-            var policies = await _policies!.ListApplicableAsync(subscription?.PlanId, principal.OrgId, principal.KeyId).ConfigureAwait(false);
-            value = new KeyEntitlements(subscription?.PlanId, policies);
+            // The org's active subscription decides the plan; a provider-reported plan (Unkey meta.plan) is the fallback.
+            var planId = subscription?.PlanId ?? principal.PlanId;
+            var policies = await _policies!.ListApplicableAsync(planId, principal.OrgId, principal.KeyId).ConfigureAwait(false);
+            value = new KeyEntitlements(planId, policies);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

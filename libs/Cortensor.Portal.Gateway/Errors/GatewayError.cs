@@ -56,6 +56,38 @@ public sealed class GatewayError
         StatusCodes.Status401Unauthorized, "invalid_request_error", "api_key_expired", null,
         $"The API key {displayPrefix}… has expired. Create a new key in the Portal.");
 
+    /// <summary>401 for a key its provider reports disabled (suspended, may be enabled again).</summary>
+    public static GatewayError DisabledApiKey(string displayPrefix) => new(
+        StatusCodes.Status401Unauthorized, "invalid_request_error", "api_key_disabled", null,
+        $"The API key {displayPrefix}… is disabled. Enable it or create a new key in the Portal.");
+
+    /// <summary>
+    /// 403 for a valid key the provider does not let through here (an IP allow-list, a disabled workspace, or a
+    /// missing permission). <paramref name="code"/> is <c>api_key_forbidden</c> or <c>insufficient_permissions</c>.
+    /// </summary>
+    public static GatewayError ApiKeyForbidden(string code, string message) => new(
+        StatusCodes.Status403Forbidden, "invalid_request_error", code, null, message);
+
+    /// <summary>
+    /// 429 <c>insufficient_quota</c> (OpenAI's shape for a spent quota) with <c>x-should-retry: false</c> and no
+    /// <c>Retry-After</c>: the request cannot pass until the key's allowance is topped up.
+    /// </summary>
+    public static GatewayError InsufficientQuota() => new(
+        StatusCodes.Status429TooManyRequests, "insufficient_quota", "insufficient_quota", null,
+        "You exceeded your current quota, please check your plan and billing details.")
+    {
+        ShouldRetry = false,
+    };
+
+    /// <summary>503 when the key provider cannot be reached and the key was not verified recently enough to be trusted from memory.</summary>
+    public static GatewayError KeyVerificationUnavailable(TimeSpan retryAfter) => new(
+        StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "key_verification_unavailable", null,
+        "Your API key cannot be verified right now. Please retry shortly.")
+    {
+        RetryAfterSeconds = (int)Math.Max(1, Math.Ceiling(retryAfter.TotalSeconds)),
+        RetryAfterMilliseconds = (long)Math.Max(1, Math.Ceiling(retryAfter.TotalMilliseconds)),
+    };
+
     public static GatewayError ModelNotFound(string model) => new(
         StatusCodes.Status404NotFound, "invalid_request_error", "model_not_found", "model",
         $"The model `{model}` does not exist or you do not have access to it.");

@@ -43,6 +43,12 @@ internal sealed class GatewayRequestState
     /// <summary>The rate limiter's decision, for the RateLimit headers (also on error responses).</summary>
     public RateLimitDecision? RateLimit { get; set; }
 
+    /// <summary>Rate limits the key provider checked while verifying the key (Unkey), merged into the RateLimit headers.</summary>
+    public IReadOnlyList<ApiKeyRateLimit>? ProviderRateLimits { get; set; }
+
+    /// <summary>The key provider's id of the verification call (Unkey's <c>req_…</c>), for logs and support.</summary>
+    public string? KeyProviderRequestId { get; set; }
+
     /// <summary>Released when the request ends (frees concurrency slots, settles tokens).</summary>
     public RateLimitLease? RateLimitLease { get; set; }
 

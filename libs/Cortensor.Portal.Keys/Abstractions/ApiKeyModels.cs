@@ -55,6 +55,13 @@ public sealed record ApiKeyPrincipal
 
     public DateTimeOffset? ExpiresAt { get; init; }
 
+    /// <summary>
+    /// The plan the key provider reports for this key (for example Unkey's <c>meta.plan</c>), or
+    /// <see langword="null"/> when the provider does not know it (the local providers: the plan comes from the org's
+    /// subscription).
+    /// </summary>
+    public string? PlanId { get; init; }
+
     /// <summary>Whether the key's policy lets it call <paramref name="modelAlias"/> (case-insensitive).</summary>
     public bool IsModelAllowed(string modelAlias)
     {
@@ -104,12 +111,75 @@ public enum ApiKeyVerificationStatus
     Revoked,
 
     Expired,
+
+    /// <summary>The key exists but is disabled (suspended) at the provider; it may be enabled again. Answered as 401.</summary>
+    Disabled,
+
+    /// <summary>
+    /// The key is valid but may not be used here (for example an IP allow-list or a missing permission at the
+    /// provider). Answered as 403. <see cref="ApiKeyVerification.ProviderCode"/> says which.
+    /// </summary>
+    Forbidden,
+
+    /// <summary>
+    /// A rate limit the provider checks while verifying refused the request. Answered as 429 with
+    /// <see cref="ApiKeyVerification.RetryAfter"/>.
+    /// </summary>
+    RateLimited,
+
+    /// <summary>The key's usage allowance (credits) is spent. Answered as 429 <c>insufficient_quota</c>, not retryable.</summary>
+    UsageExceeded,
+
+    /// <summary>
+    /// The provider could not be reached (or was too slow) and the key was not verified recently enough to be served
+    /// from memory. Answered as 503 with <see cref="ApiKeyVerification.RetryAfter"/>.
+    /// </summary>
+    Unavailable,
 }
+
+/// <summary>
+/// A rate limit that the key provider checked while verifying a key (for example a named Unkey rate limit), so the
+/// gateway can report it in its <c>RateLimit</c> / <c>RateLimit-Policy</c> headers next to its own limits.
+/// </summary>
+/// <param name="Name">Policy name as it appears in the headers, for example <c>unkey-requests</c>.</param>
+/// <param name="Limit">Units allowed per <paramref name="Window"/>.</param>
+/// <param name="Remaining">Units left after this request (0 when it refused).</param>
+/// <param name="Window">The limit's window.</param>
+/// <param name="Reset">Time from the verification until the window resets.</param>
+/// <param name="Exceeded">Whether this limit refused the request.</param>
+public sealed record ApiKeyRateLimit(string Name, long Limit, long Remaining, TimeSpan Window, TimeSpan Reset, bool Exceeded);
 
 /// <summary>Result of <see cref="IApiKeyProvider.VerifyAsync"/>. <see cref="Principal"/> is set only when valid.</summary>
 public readonly record struct ApiKeyVerification(ApiKeyVerificationStatus Status, ApiKeyPrincipal? Principal)
 {
+    private readonly IReadOnlyList<ApiKeyRateLimit>? _rateLimits;
+
     public bool IsValid => Status == ApiKeyVerificationStatus.Valid && Principal is not null;
+
+    /// <summary>
+    /// When the caller may try again, for <see cref="ApiKeyVerificationStatus.RateLimited"/> (from the limit's reset
+    /// time) and <see cref="ApiKeyVerificationStatus.Unavailable"/>; <see langword="null"/> otherwise.
+    /// </summary>
+    public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>Rate limits the provider checked while verifying (empty for providers that check none).</summary>
+    public IReadOnlyList<ApiKeyRateLimit> RateLimits
+    {
+        get => _rateLimits ?? [];
+        init => _rateLimits = value;
+    }
+
+    /// <summary>The provider's own outcome code (for example Unkey's <c>INSUFFICIENT_PERMISSIONS</c>), for logs and messages.</summary>
+    public string? ProviderCode { get; init; }
+
+    /// <summary>The provider's id of the verification call (for example Unkey's <c>req_…</c>), kept in logs for support.</summary>
+    public string? ProviderRequestId { get; init; }
+
+    /// <summary>
+    /// True when the provider could not be reached and the principal was served from a recent successful
+    /// verification instead (serve-stale).
+    /// </summary>
+    public bool IsStale { get; init; }
 
     public static ApiKeyVerification Valid(ApiKeyPrincipal principal) => new(ApiKeyVerificationStatus.Valid, principal);
 

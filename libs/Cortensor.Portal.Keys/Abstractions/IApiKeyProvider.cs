@@ -1,14 +1,19 @@
 namespace Cortensor.Portal.Keys;
 
 /// <summary>
-/// Issues, verifies, lists and revokes Portal API keys. Implementations: local (store-backed) now;
-/// Redis (milestone 2) and Unkey (milestone 1) behind the same contract.
+/// Issues, verifies, lists and revokes Portal API keys. Implementations: local (store-backed), Redis (a shared
+/// verification cache over the store) and Unkey (package <c>Cortensor.Portal.Unkey</c>), all behind the same contract
+/// and the same contract tests.
 /// </summary>
 public interface IApiKeyProvider
 {
     /// <summary>
-    /// Verifies a presented key. A key that fails the format or checksum check returns
-    /// <see cref="ApiKeyVerificationStatus.Malformed"/> without any I/O.
+    /// Verifies a presented key. A key that fails the provider's format check returns
+    /// <see cref="ApiKeyVerificationStatus.Malformed"/> without any I/O (the local and Redis providers check prefix,
+    /// length, alphabet and checksum; the Unkey provider checks prefix, length and alphabet, as Unkey keys carry no
+    /// checksum of ours). Remote providers may also answer <see cref="ApiKeyVerificationStatus.Forbidden"/>,
+    /// <see cref="ApiKeyVerificationStatus.RateLimited"/>, <see cref="ApiKeyVerificationStatus.UsageExceeded"/> or
+    /// <see cref="ApiKeyVerificationStatus.Unavailable"/>.
     /// </summary>
     ValueTask<ApiKeyVerification> VerifyAsync(string presentedKey, CancellationToken cancellationToken = default);
 
