@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Fleet.Simulator;
+using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using OpenAI.Chat;
 using OpenAI.Models;
@@ -171,16 +172,18 @@ public sealed class OpenAISdkTests(PortalFixture portal)
     }
 
     [Fact]
-    public async Task Stream_ClientDisconnects_RouterCallIsCancelled()
+    public async Task Stream_ClientDisconnects_RouterCallIsCancelled_AndTheRequestIsStillRecorded()
     {
         var stats = portal.Simulator("fault-m-trickle").Stats;
         var abortedBefore = stats.AbortedStreams;
+        string requestId;
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions"))
         {
             request.Content = new StringContent("""{"model":"m-trickle","messages":[{"role":"user","content":"a long story please"}],"stream":true}""", Encoding.UTF8, "application/json");
             request.Headers.Authorization = new("Bearer", portal.DevKey);
             using var response = await portal.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            requestId = response.Headers.GetValues("X-Request-Id").Single();
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             var first = await reader.ReadLineAsync();
             Assert.StartsWith("data: ", first, StringComparison.Ordinal);
@@ -194,6 +197,19 @@ public sealed class OpenAISdkTests(PortalFixture portal)
         }
 
         Assert.Equal(abortedBefore + 1, stats.AbortedStreams);
+
+        // The stream had already sent its 200; the usage event and request log still say what happened.
+        var records = portal.Services.GetRequiredService<Cortensor.Portal.Metering.Usage.IUsageReader>();
+        Cortensor.Portal.Metering.Usage.RequestLogEntry? log = null;
+        while (DateTime.UtcNow < deadline.AddSeconds(10) && (log = await records.FindRequestLogAsync(requestId)) is null)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.NotNull(log);
+        Assert.Equal(499, log.StatusCode);
+        var usage = await records.FindUsageEventAsync(requestId);
+        Assert.Equal(Cortensor.Portal.Metering.Usage.UsageOutcome.Cancelled, usage!.Outcome);
     }
 
     [Fact]

@@ -23,6 +23,7 @@ internal sealed partial class GatewayEndpointFilter(
         var requestId = RequestIds.Get(context);
         var start = time.GetTimestamp();
         using var activity = GatewayTelemetry.ActivitySource.StartActivity("cortensor.gateway.request");
+        var clientClosed = false;
         activity?.SetTag("cortensor.request_id", requestId);
         try
         {
@@ -39,8 +40,13 @@ internal sealed partial class GatewayEndpointFilter(
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            // The client disconnected; the router call was cancelled with it. 499 in logs, as nginx does.
-            context.Response.StatusCode = StatusCodes.Status499ClientClosedRequest;
+            // The client disconnected; the router call was cancelled with it. 499 in logs and usage, as nginx does
+            // (a started stream already sent its 200, so only our records say 499).
+            clientClosed = true;
+            if (!context.Response.HasStarted)
+            {
+                context.Response.StatusCode = StatusCodes.Status499ClientClosedRequest;
+            }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -50,20 +56,21 @@ internal sealed partial class GatewayEndpointFilter(
         }
 
         var elapsed = time.GetElapsedTime(start);
+        var status = clientClosed ? StatusCodes.Status499ClientClosedRequest : context.Response.StatusCode;
         var state = GatewayRequestState.Of(context);
         var model = state.Model;
         if (state.IsInference)
         {
             // Exactly one usage event and one request-log row per request, however it ended.
-            var record = state.ToRecord(context, requestId, time.GetUtcNow(), context.Response.StatusCode, elapsed);
+            var record = state.ToRecord(context, requestId, time.GetUtcNow(), status, elapsed);
             usage.Record(record);
             enforcer.Release(state, record.Usage.PromptTokens + record.Usage.CompletionTokens);
         }
 
         activity?.SetTag("gen_ai.request.model", model);
-        activity?.SetTag("http.response.status_code", context.Response.StatusCode);
-        telemetry.RecordRequest(model, context.Response.StatusCode, elapsed);
-        Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, context.Response.StatusCode, elapsed.TotalMilliseconds);
+        activity?.SetTag("http.response.status_code", status);
+        telemetry.RecordRequest(model, status, elapsed);
+        Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, status, elapsed.TotalMilliseconds);
         return null;
     }
 
