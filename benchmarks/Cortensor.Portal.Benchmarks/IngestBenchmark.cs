@@ -30,7 +30,9 @@ internal static class IngestBenchmark
         """
         usage: ingest [--batches 20] [--batch-size 5000] [--warmup 4] [--writer-records 100000]
                       [--queue-records 100000] [--producers 2] [--only all|postgres|sqlite|memory]
-                      [--unsafe-fast-server]
+                      [--ids v7|random] [--write-connections N] [--unsafe-fast-server]
+        --ids: request ids minted like the gateway's (v7, time-ordered; the default) or random GUIDs.
+        --write-connections: PostgresStorageOptions.UsageWriteConnections (default: the store's, 2).
         Postgres: PG_CONNECTION (key=value form), else a throwaway local server on 127.0.0.1 with
         PostgreSQL's durable defaults (--unsafe-fast-server: fsync/synchronous_commit/full_page_writes off).
         """;
@@ -38,9 +40,9 @@ internal static class IngestBenchmark
     public static async Task<int> RunAsync(IngestSettings settings)
     {
         Console.WriteLine($"Machine: {Environment.ProcessorCount} logical cores, {Environment.OSVersion}, .NET {Environment.Version}");
-        Console.WriteLine($"Store runs: {settings.WarmupBatches} warm-up + {settings.Batches} timed batches of {settings.BatchSize:N0}; writer runs: {settings.WriterRecords:N0} records from {settings.ProducerThreads} threads.");
+        Console.WriteLine($"Store runs: {settings.WarmupBatches} warm-up + {settings.Batches} timed batches of {settings.BatchSize:N0}; writer runs: {settings.WriterRecords:N0} records from {settings.ProducerThreads} threads; request ids: {settings.Ids}.");
         var rows = new List<Row>();
-        var factory = new RecordFactory();
+        var factory = new RecordFactory(randomIds: settings.Ids == "random");
 
         if (settings.Runs("postgres"))
         {
@@ -91,11 +93,18 @@ internal static class IngestBenchmark
 
         try
         {
-            var options = Options.Create(new PostgresStorageOptions
+            var storageOptions = new PostgresStorageOptions
             {
                 ConnectionString = connectionString,
                 Schema = "bench_" + Guid.NewGuid().ToString("N")[..8],
-            });
+            };
+            if (settings.WriteConnections is { } connections)
+            {
+                storageOptions.UsageWriteConnections = connections;
+            }
+
+            var options = Options.Create(storageOptions);
+            Console.WriteLine($"PostgresStorageOptions.UsageWriteConnections = {storageOptions.UsageWriteConnections}");
             await using var dataSource = PostgresDataSourceFactory.Create(options.Value);
             await using (var info = dataSource.CreateCommand("SELECT current_setting('server_version') || ', fsync=' || current_setting('fsync') || ', synchronous_commit=' || current_setting('synchronous_commit') || ', full_page_writes=' || current_setting('full_page_writes')"))
             {

@@ -22,6 +22,12 @@ internal sealed record IngestSettings
     /// <summary><c>all</c>, <c>postgres</c>, <c>sqlite</c> or <c>memory</c>.</summary>
     public string Only { get; init; } = "all";
 
+    /// <summary><c>v7</c>: request ids minted like the gateway's (time-ordered); <c>random</c>: random GUIDs.</summary>
+    public string Ids { get; init; } = "v7";
+
+    /// <summary><c>PostgresStorageOptions.UsageWriteConnections</c>; null keeps the store's default.</summary>
+    public int? WriteConnections { get; init; }
+
     /// <summary>Start the throwaway server with fsync etc. off (like the tests) instead of PostgreSQL's durable defaults.</summary>
     public bool UnsafeFastServer { get; init; }
 
@@ -54,6 +60,8 @@ internal sealed record IngestSettings
                 "--queue-records" => settings with { QueueRecords = Positive(name, value) },
                 "--producers" => settings with { ProducerThreads = Positive(name, value) },
                 "--only" when value is "all" or "postgres" or "sqlite" or "memory" => settings with { Only = value },
+                "--ids" when value is "v7" or "random" => settings with { Ids = value },
+                "--write-connections" => settings with { WriteConnections = Positive(name, value) },
                 _ => throw new FormatException($"Unknown option or value: {name} {value}"),
             };
         }

@@ -3,10 +3,12 @@ using Cortensor.Portal.Metering.Usage;
 namespace Cortensor.Portal.Benchmarks;
 
 /// <summary>
-/// Realistic records: a random 36-character request id per record, occurred_at "now" (so rows land in the current
-/// month's partition), 100 orgs with 10 keys each, a few models and pools, mostly successes.
+/// Realistic records: a 36-character request id per record minted like the gateway's (<c>req_</c> + a version-7
+/// GUID of the record's time, so ids sort by time; or a random GUID with <c>randomIds</c>), occurred_at "now"
+/// (so rows land in the current month's partition), 100 orgs with 10 keys each, a few models and pools, mostly
+/// successes.
 /// </summary>
-internal sealed class RecordFactory
+internal sealed class RecordFactory(bool randomIds = false)
 {
     private static readonly string[] Models = ["llama-3-8b", "llama-3-70b", "mistral-7b", "qwen-2-7b"];
     private static readonly string[] Pools = ["pool-a", "pool-b"];
@@ -18,10 +20,10 @@ internal sealed class RecordFactory
     public UsageRecord Next()
     {
         var n = Interlocked.Increment(ref _sequence);
-        var requestId = "req_" + Guid.NewGuid().ToString("N");
+        var at = _start.AddTicks(n * 10); // one microsecond apart
+        var requestId = "req_" + (randomIds ? Guid.NewGuid() : Guid.CreateVersion7(at)).ToString("N");
         var key = (int)(n % _keys.Length);
         var org = _orgs[key / 10];
-        var at = _start.AddTicks(n * 10); // one microsecond apart
         var outcome = n % 50 == 0 ? UsageOutcome.UpstreamFailed : UsageOutcome.Succeeded;
         var usage = new UsageEvent
         {

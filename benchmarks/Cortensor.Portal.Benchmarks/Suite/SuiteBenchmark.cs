@@ -1,0 +1,471 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using Cortensor.Portal.Benchmarks.Micro;
+using System.Security.Cryptography;
+using System.Text;
+using Cortensor.Portal.Benchmarks.Enforcement;
+using Cortensor.Portal.Benchmarks.Load;
+using Cortensor.Portal.Storage.Tests.Postgres;
+
+namespace Cortensor.Portal.Benchmarks.Suite;
+
+/// <summary>
+/// <c>suite</c>: every server in its own process on 127.0.0.1 (simulated router, peers, gateway variants), loaded by
+/// this process in turn (interleaved), and one Markdown report (BENCHMARKS.md) of what this run measured.
+/// </summary>
+internal static partial class SuiteBenchmark
+{
+    public const string Usage =
+        """
+        usage: suite [--quick] [--rates 500,1000,2000] [--seconds 10] [--warmup 3] [--jit-warmup 8]
+                     [--saturation-seconds 10] [--workers 64] [--stream-rate 200] [--stream-seconds 10]
+                     [--streams 10000] [--hold 20] [--only id,id] [--no-portkey] [--no-postgres] [--no-micro]
+                     [--output BENCHMARKS.md]
+        Row ids: direct, yarp, portal, portal-redis-pg, stub-direct, portkey, portal-openai.
+        Redis: REDIS_CONNECTION or a throwaway redis-server; Postgres: PG_CONNECTION or a throwaway server.
+        """;
+
+    private const string RepoCommand = "dotnet run -c Release --project benchmarks/Cortensor.Portal.Benchmarks --";
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
+
+    public static async Task<int> RunAsync(SuiteSettings settings, string commandLine)
+    {
+        var started = DateTimeOffset.UtcNow;
+        var root = RepoRoot();
+        var logs = Path.Combine(Path.GetTempPath(), "cportal-suite-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(logs);
+        var report = new SuiteReport(settings, commandLine, started);
+        report.Notes.Add($"Open files: {FileLimit.Raise(65536)}.");
+        report.LoadBefore = LoadAverage();
+        Console.WriteLine($"Suite: logs in {logs}; {Environment.ProcessorCount} cores; load {report.LoadBefore}");
+
+        var key = "sim_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+        var gatewayEnv = new Dictionary<string, string>
+        {
+            // The host is a Web SDK app: server GC, as deployed.
+            ["DOTNET_gcServer"] = "1",
+        };
+        var children = new List<ChildProcess>();
+        RedisServerProcess? redis = null;
+        PostgresServerProcess? postgres = null;
+        try
+        {
+            var sim = Track(children, await ChildProcess.ServeAsync("sim", logs, ["sim", "--key", key]));
+            var paced = Track(children, await ChildProcess.ServeAsync("sim-paced", logs, ["sim", "--key", key, "--tps", "100"]));
+            var stub = Track(children, await ChildProcess.ServeAsync("openai-stub", logs, ["openai-stub", "--key", key]));
+            Console.WriteLine($"Upstreams: simulator {sim.BaseUrl} (fast), simulator {paced.BaseUrl} (100 tokens/s), OpenAI stub {stub.BaseUrl}");
+
+            var targets = new List<Target>();
+            var routerBody = Encoding.UTF8.GetBytes(
+                """{"prompt":"<|im_start|>user\nSay hello in five words.<|im_end|>\n<|im_start|>assistant\n","prompt_type":1,"stream":false,"timeout":60,"max_tokens":8}""");
+            var routerStreamBody = Encoding.UTF8.GetBytes(
+                """{"prompt":"<|im_start|>user\nSay hello in five words.<|im_end|>\n<|im_start|>assistant\n","prompt_type":1,"stream":true,"timeout":60,"max_tokens":16}""");
+            byte[] Chat(string model, bool stream = false, int maxTokens = 8) => Encoding.UTF8.GetBytes(
+                $$"""{"model":"{{model}}","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":{{maxTokens}}{{(stream ? ",\"stream\":true" : "")}}}""");
+
+            targets.Add(new Target("direct", "direct to the simulator (baseline)", "sim", new Uri(sim.BaseUrl, "api/v1/completions/1"), key, routerBody, null, sim));
+            targets.Add(new Target("stub-direct", "direct to the OpenAI stub (peer baseline)", "stub", new Uri(stub.BaseUrl, "v1/chat/completions"), key, Chat("bench-model"), null, stub));
+
+            if (Wanted(settings, "yarp"))
+            {
+                var yarp = Track(children, await ChildProcess.ServeAsync("yarp", logs, ["yarp", "--to", sim.BaseUrl.ToString()], gatewayEnv));
+                targets.Add(new Target("yarp", "bare YARP forwarder → simulator", "sim", new Uri(yarp.BaseUrl, "api/v1/completions/1"), key, routerBody, yarp, sim));
+            }
+
+            ChildProcess? portal = null;
+            if (Wanted(settings, "portal") || Wanted(settings, "portal-openai") || settings.Only.Count == 0)
+            {
+                portal = Track(children, await ChildProcess.ServeAsync("portal", logs,
+                [
+                    "portal", "--kind", "InProcess", "--key", key,
+                    "--model", $"bench-model={sim.BaseUrl}", "--model", $"bench-stream={paced.BaseUrl}", "--model", $"bench-openai={stub.BaseUrl}=OpenAICompatible",
+                ], gatewayEnv));
+                if (Wanted(settings, "portal"))
+                {
+                    targets.Add(new Target("portal", "Portal, embedded defaults (in-process enforcement, SQLite) → simulator", "sim", new Uri(portal.BaseUrl, "v1/chat/completions"), portal.Ready[1], Chat("bench-model"), portal, sim));
+                }
+
+                if (Wanted(settings, "portal-openai"))
+                {
+                    targets.Add(new Target("portal-openai", "Portal, embedded defaults → OpenAI stub", "stub", new Uri(portal.BaseUrl, "v1/chat/completions"), portal.Ready[1], Chat("bench-openai"), portal, stub));
+                }
+            }
+
+            if (Wanted(settings, "portal-redis-pg"))
+            {
+                string? redisConnection = Environment.GetEnvironmentVariable("REDIS_CONNECTION");
+                if (string.IsNullOrWhiteSpace(redisConnection))
+                {
+                    redis = await RedisServerProcess.StartAsync();
+                    redisConnection = redis.ConnectionString;
+                }
+
+                var args = new List<string> { "portal", "--key", key, "--redis", redisConnection, "--model", $"bench-model={sim.BaseUrl}", "--model", $"bench-stream={paced.BaseUrl}" };
+                var label = "Portal, Redis hot path + Postgres store → simulator";
+                string? pg = null;
+                if (!settings.NoPostgres)
+                {
+                    pg = Environment.GetEnvironmentVariable("PG_CONNECTION");
+                    if (string.IsNullOrWhiteSpace(pg) && PostgresServerProcess.IsAvailable)
+                    {
+                        postgres = PostgresServerProcess.StartNew(durable: true);
+                        pg = postgres.ConnectionString;
+                    }
+                }
+
+                if (string.IsNullOrWhiteSpace(pg))
+                {
+                    args.AddRange(["--kind", "Redis"]);
+                    label = "Portal, Redis hot path + SQLite store (no Postgres here) → simulator";
+                }
+                else
+                {
+                    args.AddRange(["--kind", "RedisPostgres", "--pg", pg, "--pg-schema", "bench_" + Guid.NewGuid().ToString("N")[..8]]);
+                }
+
+                var portalRedis = Track(children, await ChildProcess.ServeAsync("portal-redis-pg", logs, args, gatewayEnv));
+                targets.Add(new Target("portal-redis-pg", label, "sim", new Uri(portalRedis.BaseUrl, "v1/chat/completions"), portalRedis.Ready[1], Chat("bench-model"), portalRedis, sim)
+                {
+                    Redis = redis,
+                    CountsPostgres = pg is not null,
+                });
+            }
+
+            if (Wanted(settings, "portkey"))
+            {
+                if (settings.NoPortkey)
+                {
+                    report.NotMeasured.Add(("Portkey gateway", "skipped (--no-portkey)"));
+                }
+                else
+                {
+                    try
+                    {
+                        var portkey = Track(children, await Portkey.StartAsync(Path.Combine(root, "benchmarks", "peers", "portkey"), logs));
+                        report.PortkeyVersion = Portkey.Version(Path.Combine(root, "benchmarks", "peers", "portkey"));
+                        var target = new Target("portkey", $"Portkey gateway {report.PortkeyVersion} (Node {Portkey.NodeVersion()}) → OpenAI stub", "stub", new Uri(portkey.BaseUrl, "v1/chat/completions"), key, Chat("bench-model"), portkey, stub);
+                        target.Headers["x-portkey-provider"] = "openai";
+                        target.Headers["x-portkey-custom-host"] = new Uri(stub.BaseUrl, "v1").ToString();
+                        targets.Add(target);
+                    }
+                    catch (Exception ex) when (ex is InvalidOperationException or IOException or System.ComponentModel.Win32Exception or TimeoutException)
+                    {
+                        report.NotMeasured.Add(("Portkey gateway", ex.Message));
+                        Console.WriteLine("Portkey not measured: " + ex.Message);
+                    }
+                }
+            }
+
+            report.NotMeasured.Add(("Portal with the Unkey key provider", UnkeyStatus(root)));
+
+            using var client = new HttpClient(OpenLoopLoadGenerator.CreateHandler(512)) { Timeout = TimeSpan.FromSeconds(30) };
+            foreach (var target in targets)
+            {
+                var timing = await ProbeAsync(client, target);
+                Console.WriteLine($"  {target.Id}: {target.Uri} ready{(timing is null ? "" : ", Server-Timing: " + timing)}");
+            }
+
+            report.Targets = targets;
+            report.ServerTiming = await ServerTimingAsync(client, targets.Where(static t => t.Id.StartsWith("portal", StringComparison.Ordinal)));
+
+            if (settings.JitWarmupSeconds > 0)
+            {
+                Console.WriteLine($"JIT warm-up: {settings.JitWarmupSeconds} s at 500 req/s per row …");
+                foreach (var target in targets)
+                {
+                    await Generator(client, target).RunAsync(500, TimeSpan.FromSeconds(settings.JitWarmupSeconds), DrainTimeout);
+                }
+            }
+
+            // Saturation first: a fixed rate far above what a row can serve only measures its queue, so those phases are skipped.
+            if (settings.SaturationSeconds > 0)
+            {
+                Console.WriteLine($"Saturation: {settings.Workers} closed-loop workers, {settings.SaturationSeconds} s per row");
+                foreach (var target in targets)
+                {
+                    await SuiteLoad.ClosedLoopAsync(client, Factory(target), settings.Workers, TimeSpan.FromSeconds(Math.Min(2, settings.SaturationSeconds)));
+                    var cpu = CpuSnapshot.Take(target);
+                    var result = await SuiteLoad.ClosedLoopAsync(client, Factory(target), settings.Workers, TimeSpan.FromSeconds(settings.SaturationSeconds));
+                    var used = CpuSnapshot.Take(target) - cpu;
+                    report.Saturation.Add(new SaturationRow(target, result, used));
+                    Console.WriteLine($"  {target.Id}: {result.Rate:N0} req/s, p50 {Ms(Percentile(result.Latency, 0.5))} ms, failures {result.Failures}, gateway CPU {used.Gateway.TotalMicroseconds / Math.Max(1, result.Latency.Length):F0} µs/req");
+                }
+            }
+
+            foreach (var rate in settings.Rates)
+            {
+                Console.WriteLine($"Fixed rate {rate} req/s (open loop), {settings.WarmupSeconds} s warm-up + {settings.Seconds} s");
+                foreach (var target in targets)
+                {
+                    var saturation = report.Saturation.FirstOrDefault(s => s.Target == target);
+                    if (saturation is not null && saturation.Result.Rate < rate * 0.9)
+                    {
+                        report.Fixed.Add(new FixedRow(target, rate, null, default, $"not run: saturates at {saturation.Result.Rate:N0} req/s"));
+                        Console.WriteLine($"  {target.Id}: skipped (saturates at {saturation.Result.Rate:N0} req/s)");
+                        continue;
+                    }
+
+                    var generator = Generator(client, target);
+                    if (settings.WarmupSeconds > 0)
+                    {
+                        await generator.RunAsync(rate, TimeSpan.FromSeconds(settings.WarmupSeconds), DrainTimeout);
+                    }
+
+                    var cpu = CpuSnapshot.Take(target);
+                    var result = await generator.RunAsync(rate, TimeSpan.FromSeconds(settings.Seconds), DrainTimeout);
+                    var used = CpuSnapshot.Take(target) - cpu;
+                    report.Fixed.Add(new FixedRow(target, rate, result, used, null));
+                    var d = new LatencyDistribution(result.AnsweredLatencies);
+                    Console.WriteLine($"  {target.Id}: {result.AchievedRate:N0} req/s, p50 {d.Milliseconds(0.5):F3} ms, p99 {d.Milliseconds(0.99):F3} ms, non-200 {result.NotOk}");
+                }
+            }
+
+            if (settings.StreamSeconds > 0)
+            {
+                Console.WriteLine($"Streams: {settings.StreamRate} req/s open loop for {settings.StreamSeconds} s, simulator at 100 tokens/s, max_tokens 16");
+                var streamTargets = new List<Target>
+                {
+                    new("direct", "direct to the simulator (100 tokens/s)", "sim", new Uri(paced.BaseUrl, "api/v1/completions/1"), key, routerStreamBody, null, paced),
+                };
+                foreach (var gateway in targets.Where(static t => t.Id is "portal" or "portal-redis-pg"))
+                {
+                    streamTargets.Add(gateway with { Body = Chat("bench-stream", stream: true, maxTokens: 16), Upstream = paced, Headers = new(gateway.Headers) });
+                }
+
+                foreach (var target in streamTargets)
+                {
+                    await SuiteLoad.StreamOpenLoopAsync(client, Factory(target), settings.StreamRate, TimeSpan.FromSeconds(Math.Max(1, settings.WarmupSeconds)));
+                    var result = await SuiteLoad.StreamOpenLoopAsync(client, Factory(target), settings.StreamRate, TimeSpan.FromSeconds(settings.StreamSeconds));
+                    report.Streams.Add((target, result));
+                    Console.WriteLine($"  {target.Id}: TTFT p50 {Ms(Percentile(result.TimeToFirstToken, 0.5))} ms, p99 {Ms(Percentile(result.TimeToFirstToken, 0.99))} ms, chunk gap p50 {Ms(Percentile(result.ChunkGaps, 0.5))} ms, failures {result.Failures}");
+                }
+            }
+
+            if (settings.Streams > 0 && Wanted(settings, "portal"))
+            {
+                // Nothing else loaded: stop the other gateways so the machine is the streams' alone.
+                foreach (var child in children.Where(static c => c.Name is "portal" or "portal-redis-pg" or "yarp" or "portkey").ToList())
+                {
+                    child.Dispose();
+                    children.Remove(child);
+                }
+
+                report.Hold = await OpenStreams.RunAsync(settings, logs, key, gatewayEnv, children, FileLimit.Current());
+            }
+
+            report.LoadAfter = LoadAverage();
+        }
+        finally
+        {
+            foreach (var child in children)
+            {
+                child.Dispose();
+            }
+
+            redis?.Dispose();
+            postgres?.Dispose();
+        }
+
+        if (!settings.NoMicro)
+        {
+            report.Micro = await MicroRunner.RunChildAsync(settings.Quick, logs);
+        }
+
+        var output = settings.Output ?? Path.Combine(root, "BENCHMARKS.md");
+        await File.WriteAllTextAsync(output, report.Render());
+        Console.WriteLine($"Wrote {output} (logs in {logs}).");
+        return 0;
+    }
+
+    private static bool Wanted(SuiteSettings settings, string id) => settings.Only.Count == 0 || settings.Only.Contains(id);
+
+    private static ChildProcess Track(List<ChildProcess> children, ChildProcess child)
+    {
+        children.Add(child);
+        return child;
+    }
+
+    internal static Func<HttpRequestMessage> Factory(Target target)
+    {
+        var authorization = new AuthenticationHeaderValue("Bearer", target.Key);
+        var json = new MediaTypeHeaderValue("application/json");
+        var headers = target.Headers.ToArray();
+        return () =>
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, target.Uri) { Content = new ByteArrayContent(target.Body) };
+            request.Content.Headers.ContentType = json;
+            request.Headers.Authorization = authorization;
+            foreach (var (name, value) in headers)
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+
+            return request;
+        };
+    }
+
+    private static OpenLoopLoadGenerator Generator(HttpClient client, Target target) => new(client, Factory(target));
+
+    private static async Task<string?> ProbeAsync(HttpClient client, Target target)
+    {
+        using var request = Factory(target)();
+        using var response = await client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        if ((int)response.StatusCode != 200)
+        {
+            throw new InvalidOperationException($"{target.Id}: probe answered {(int)response.StatusCode}: {text[..Math.Min(500, text.Length)]}");
+        }
+
+        return response.Headers.TryGetValues("Server-Timing", out var values) ? string.Join(", ", values) : null;
+    }
+
+    /// <summary>200 sequential requests per gateway row; the gateway's own Server-Timing split (gateway;dur, router;dur).</summary>
+    private static async Task<List<(Target Target, double[] Gateway, double[] Router)>> ServerTimingAsync(HttpClient client, IEnumerable<Target> targets)
+    {
+        var rows = new List<(Target, double[], double[])>();
+        foreach (var target in targets)
+        {
+            var gateway = new List<double>();
+            var router = new List<double>();
+            var create = Factory(target);
+            for (var i = 0; i < 300; i++)
+            {
+                using var request = create();
+                using var response = await client.SendAsync(request);
+                await response.Content.ReadAsByteArrayAsync();
+                if (i < 100 || !response.Headers.TryGetValues("Server-Timing", out var values))
+                {
+                    continue; // the first 100 warm the path
+                }
+
+                foreach (var part in string.Join(",", values).Split(','))
+                {
+                    var match = TimingPart().Match(part);
+                    if (match.Success)
+                    {
+                        var ms = double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
+                        (match.Groups[1].Value == "gateway" ? gateway : router).Add(ms);
+                    }
+                }
+            }
+
+            if (gateway.Count > 0)
+            {
+                rows.Add((target, [.. gateway], [.. router]));
+            }
+        }
+
+        return rows;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\s*(gateway|router);dur=([0-9.]+)")]
+    private static partial System.Text.RegularExpressions.Regex TimingPart();
+
+    internal static double Percentile(long[] ticks, double p)
+    {
+        if (ticks.Length == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = (long[])ticks.Clone();
+        Array.Sort(sorted);
+        return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)] * 1000.0 / Stopwatch.Frequency;
+    }
+
+    internal static double Percentile(double[] values, double p)
+    {
+        if (values.Length == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = (double[])values.Clone();
+        Array.Sort(sorted);
+        return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+    }
+
+    internal static string Ms(double value) => double.IsNaN(value) ? "—" : value.ToString(value < 10 ? "F3" : "F1", CultureInfo.InvariantCulture);
+
+    internal static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+
+    internal static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Cortensor.Portal.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Cortensor.Portal.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        return Directory.GetCurrentDirectory();
+    }
+
+    private static string UnkeyStatus(string root)
+    {
+        var di = Path.Combine(root, "libs", "Cortensor.Portal.Unkey", "DependencyInjection");
+        return Directory.Exists(di) && Directory.EnumerateFiles(di, "*.cs").Any()
+            ? "`AddCortensorUnkey` (libs/Cortensor.Portal.Unkey) landed while this suite was being built; the row needs a stub of Unkey's `POST /v2/keys.verifyKey` with realistic latency in front of it and is not wired yet"
+            : "libs/Cortensor.Portal.Unkey exposes no DI registration yet (its DependencyInjection folder is empty), so there is nothing to plug a stubbed Unkey API into";
+    }
+
+    internal static string Cmd(string args) => $"`{RepoCommand} {args}`";
+}
+
+/// <summary>One row: where the load goes, what serves it, and which processes' CPU belongs to it.</summary>
+internal sealed record Target(string Id, string Label, string Group, Uri Uri, string Key, byte[] Body, ChildProcess? Gateway, ChildProcess Upstream)
+{
+    public Dictionary<string, string> Headers { get; init; } = new(StringComparer.OrdinalIgnoreCase);
+
+    public RedisServerProcess? Redis { get; init; }
+
+    public bool CountsPostgres { get; init; }
+}
+
+/// <summary>CPU time of the processes of one row: this process (load generator), the gateway, the upstream, Redis and Postgres.</summary>
+internal readonly record struct CpuSnapshot(TimeSpan Client, TimeSpan Gateway, TimeSpan Upstream, TimeSpan Services, CpuSample? Postgres = null)
+{
+    public TimeSpan Total => Client + Gateway + Upstream + Services;
+
+    public static CpuSnapshot Take(Target target)
+    {
+        using var self = Process.GetCurrentProcess();
+        var services = TimeSpan.Zero;
+        if (target.Redis is not null)
+        {
+            try
+            {
+                using var redis = Process.GetProcessById(target.Redis.ProcessId);
+                services += redis.TotalProcessorTime;
+            }
+            catch (ArgumentException)
+            {
+                // Gone.
+            }
+        }
+
+        return new CpuSnapshot(self.TotalProcessorTime, target.Gateway?.Cpu ?? TimeSpan.Zero, target.Upstream.Cpu, services, target.CountsPostgres ? CpuSample.Take() : null);
+    }
+
+    /// <summary>What was used between <paramref name="b"/> and <paramref name="a"/>; Postgres (all local postgres processes) folds into <see cref="Services"/>.</summary>
+    public static CpuSnapshot operator -(CpuSnapshot a, CpuSnapshot b)
+    {
+        var postgres = a.Postgres is not null && b.Postgres is not null ? (a.Postgres - b.Postgres).Server : TimeSpan.Zero;
+        return new(a.Client - b.Client, a.Gateway - b.Gateway, a.Upstream - b.Upstream, a.Services - b.Services + postgres);
+    }
+}
+
+internal sealed record FixedRow(Target Target, int Rate, LoadResult? Result, CpuSnapshot Cpu, string? Skipped);
+
+internal sealed record SaturationRow(Target Target, SaturationResult Result, CpuSnapshot Cpu);
