@@ -1,6 +1,6 @@
 // With current @hono/node-server, pass-through responses (streaming chat, embeddings, models) fail with
 // "TypeError: immutable" when Portkey edits the upstream Response's headers. Preloaded with --require: every
-// fetch Response is rebuilt with a plain, mutable Headers copy (see /work/shared/reference/peers.md §4).
+// fetch Response is rebuilt with a plain, mutable Headers copy (see the project reference notes on peers (peers.md) §4).
 'use strict';
 const originalFetch = globalThis.fetch;
 globalThis.fetch = async function (...args) {
