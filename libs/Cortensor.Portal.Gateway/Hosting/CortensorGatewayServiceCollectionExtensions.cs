@@ -49,7 +49,14 @@ public static class CortensorGatewayServiceCollectionExtensions
         services.AddOptions<EntitlementCacheOptions>();
         services.TryAddSingleton<EntitlementCache>();
         services.TryAddSingleton<HotPathEnforcer>();
-        services.TryAddSingleton<ModelAccessAdministration>();
+        // A factory, so an app without a durable store still builds (and validates) its container; asking for
+        // administration then says what is missing.
+        services.TryAddSingleton(static sp => new ModelAccessAdministration(
+            sp.GetService<Cortensor.Portal.Accounts.Policies.IModelAccessPolicyStore>()
+                ?? throw new InvalidOperationException("ModelAccessAdministration needs a durable store: add AddCortensorSqliteStorage or AddCortensorPostgresStorage (or register an IModelAccessPolicyStore)."),
+            sp.GetRequiredService<Cortensor.Portal.Keys.Changes.IHotPathChangeFeed>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetServices<Cortensor.Portal.Accounts.Audit.IAuditLog>()));
         services.TryAddSingleton<GatewayEndpointFilter>();
         return new GatewayBuilder(services, fleet, keys);
     }
