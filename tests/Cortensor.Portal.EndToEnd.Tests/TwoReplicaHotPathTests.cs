@@ -164,11 +164,28 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
         Assert.Equal(2, whileDown.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
 
         redis.Start(); // empty: the shared counters start over
-        await UntilAsync(async () => (await ChatAsync(httpA, key)).Headers.GetValues("RateLimit").Single().Contains("\"key-rpm\";r=5", StringComparison.Ordinal), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+
+        // Wait until each replica decides on Redis again (each reconnects on its own): its per-second quota is 50
+        // there and 50 / 2 = 25 in the fallback, so a remaining count above 24 shows the shared counter.
+        await UntilAsync(async () => IsShared(await ChatAsync(httpA, key)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        await UntilAsync(async () => IsShared(await ChatAsync(httpB, key)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        var fromA = await ChatAsync(httpA, key);
         var fromB = await ChatAsync(httpB, key);
 
+        Assert.Equal(HttpStatusCode.OK, fromA.StatusCode);
         Assert.Equal(HttpStatusCode.OK, fromB.StatusCode);
-        Assert.Contains("\"key-rpm\";r=4", fromB.Headers.GetValues("RateLimit").Single(), StringComparison.Ordinal); // shared again: B saw A's request
+        Assert.Equal(Remaining(fromA, "key-rpm") - 1, Remaining(fromB, "key-rpm")); // shared again: B counted A's request
+    }
+
+    private static bool IsShared(HttpResponseMessage response)
+        => response.StatusCode == HttpStatusCode.OK && Remaining(response, "key-rps") > 24;
+
+    private static int Remaining(HttpResponseMessage response, string policy)
+    {
+        var state = response.Headers.GetValues("RateLimit").Single();
+        var match = System.Text.RegularExpressions.Regex.Match(state, $"\"{policy}\";r=(\\d+)");
+        Assert.True(match.Success, state);
+        return int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
