@@ -134,4 +134,34 @@ public sealed class EntitlementTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return await response.Content.ReadAsStringAsync();
     }
+
+    [Fact]
+    public async Task LoadAbandonedByItsCaller_IsNotHandedOutAgainAfterTheRefresh()
+    {
+        var cache = _host.Services.GetRequiredService<EntitlementCache>();
+        var principal = new ApiKeyPrincipal { KeyId = "key_slow", OrgId = "org_slow", Environment = ApiKeyEnvironment.Test, DisplayPrefix = "pk_test_x" };
+        _policies.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (var gone = new CancellationTokenSource())
+        {
+            var waiting = cache.GetAsync(principal, gone.Token).AsTask();
+            await gone.CancelAsync(); // the client went away while the database was slow
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+        }
+
+        _policies.Gate.SetResult(); // the abandoned load finishes with "no policies"
+        _policies.Gate = null;
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (cache.PendingLoads > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the abandoned load never left the table");
+            await Task.Delay(10);
+        }
+
+        await Admin.SetPolicyAsync(PolicySubjectType.Org, "org_slow", "m1", PolicyEffect.Deny, "admin_1");
+        _host.Time.Advance(TimeSpan.FromMinutes(1));
+
+        var fresh = await cache.GetAsync(principal, CancellationToken.None);
+
+        Assert.False(fresh.IsAllowed("m1"));
+    }
 }

@@ -65,6 +65,9 @@ internal sealed partial class EntitlementCache : IDisposable
     /// <summary>Entries held (tests, diagnostics).</summary>
     public int Count => _entries.Count;
 
+    /// <summary>Loads in progress (tests, diagnostics).</summary>
+    internal int PendingLoads => _loading.Count;
+
     public ValueTask<KeyEntitlements> GetAsync(ApiKeyPrincipal principal, CancellationToken cancellationToken)
     {
         if (_policies is null)
@@ -86,19 +89,16 @@ internal sealed partial class EntitlementCache : IDisposable
 
     private async Task<KeyEntitlements> LoadOnceAsync(ApiKeyPrincipal principal, Entry? stale, CancellationToken cancellationToken)
     {
-        // Concurrent misses for one key share one load.
+        // Concurrent misses for one key share one load. It leaves the table when it ends, even when every caller
+        // stopped waiting (a client that went away), so a finished load is never handed out again later.
         var load = _loading.GetOrAdd(principal.KeyId, _ => LoadAsync(principal, stale));
-        try
-        {
-            return await load.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            if (load.IsCompleted)
-            {
-                _loading.TryRemove(new KeyValuePair<string, Task<KeyEntitlements>>(principal.KeyId, load));
-            }
-        }
+        _ = load.ContinueWith(
+            (finished, keyId) => _loading.TryRemove(new KeyValuePair<string, Task<KeyEntitlements>>((string)keyId!, finished)),
+            principal.KeyId,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        return await load.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<KeyEntitlements> LoadAsync(ApiKeyPrincipal principal, Entry? stale)

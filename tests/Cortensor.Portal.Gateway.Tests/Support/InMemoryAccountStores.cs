@@ -14,6 +14,9 @@ internal sealed class InMemoryPolicyStore : IModelAccessPolicyStore
 
     public bool Broken { get; set; }
 
+    /// <summary>When set, reads wait for it (a slow database).</summary>
+    public TaskCompletionSource? Gate { get; set; }
+
     public Task SetAsync(ModelAccessPolicy policy, CancellationToken cancellationToken = default)
     {
         _policies[(policy.SubjectType, policy.SubjectId, policy.ModelAlias.ToUpperInvariant())] = policy;
@@ -26,19 +29,24 @@ internal sealed class InMemoryPolicyStore : IModelAccessPolicyStore
     public Task<IReadOnlyList<ModelAccessPolicy>> ListAsync(PolicySubjectType subjectType, string subjectId, CancellationToken cancellationToken = default)
         => Task.FromResult<IReadOnlyList<ModelAccessPolicy>>(_policies.Values.Where(p => p.SubjectType == subjectType && p.SubjectId == subjectId).ToList());
 
-    public Task<IReadOnlyList<ModelAccessPolicy>> ListApplicableAsync(string? planId, string orgId, string keyId, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<ModelAccessPolicy>> ListApplicableAsync(string? planId, string orgId, string keyId, CancellationToken cancellationToken = default)
     {
         Interlocked.Increment(ref _reads);
+        if (Gate is { } gate)
+        {
+            await gate.Task;
+        }
+
         if (Broken)
         {
             throw new InvalidOperationException("store down");
         }
 
-        return Task.FromResult<IReadOnlyList<ModelAccessPolicy>>(_policies.Values.Where(p =>
+        return _policies.Values.Where(p =>
             (p.SubjectType == PolicySubjectType.Key && p.SubjectId == keyId)
             || (p.SubjectType == PolicySubjectType.Org && p.SubjectId == orgId)
             || (p.SubjectType == PolicySubjectType.Plan && p.SubjectId == planId)
-            || p.SubjectType == PolicySubjectType.Global).ToList());
+            || p.SubjectType == PolicySubjectType.Global).ToList();
     }
 }
 
