@@ -54,8 +54,17 @@ public static class CortensorRouterClientsServiceCollectionExtensions
             {
                 PooledConnectionLifetime = TimeSpan.FromMinutes(2),
                 ConnectTimeout = TimeSpan.FromSeconds(10),
+
+                // A router answers or fails; it never redirects us. And no cookie a router sets may ride along on
+                // the next customer's request.
+                AllowAutoRedirect = false,
+                UseCookies = false,
             })
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
+
+            // The factory's per-request Information logs and logging scopes cost CPU on every call of the hot path;
+            // the gateway logs router failures itself, with the request id.
+            .RemoveAllLoggers()
             .AddResilienceHandler(ResiliencePipelineName, static builder => builder.AddCircuitBreaker(new HttpCircuitBreakerStrategyOptions
             {
                 // Routers see little traffic compared with a web API: break on a high failure ratio over few calls.

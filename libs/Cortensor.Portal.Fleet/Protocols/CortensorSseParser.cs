@@ -1,5 +1,6 @@
+using System.Buffers;
+using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -35,82 +36,226 @@ internal sealed partial class CortensorSseParser
         this.stopAtFinishReason = stopAtFinishReason;
     }
 
+    /// <summary>The longest line a router may send (a chunk is a few hundred bytes); a longer one fails the stream.</summary>
+    public const int MaxLineBytes = 1 << 20;
+
+    private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
     /// <summary>
     /// Yields the chunks of <paramref name="stream"/> (which stays open). A stream without any <c>data:</c> line throws
-    /// <see cref="RouterException"/> (<see cref="RouterFailureKind.BadResponse"/>) at EOF.
+    /// <see cref="RouterException"/> (<see cref="RouterFailureKind.BadResponse"/>) at EOF, and so does a line longer
+    /// than <see cref="MaxLineBytes"/>.
     /// </summary>
+    /// <remarks>
+    /// Lines are cut and parsed as UTF-8 bytes straight from a small pooled buffer (no per-line strings, no decoder
+    /// buffers held while a slow stream waits): an open stream holds one 2 KiB buffer between chunks.
+    /// </remarks>
     public async IAsyncEnumerable<RouterStreamChunk> ParseAsync(Stream stream, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: 4096, leaveOpen: true);
-        string? lockedKey = null;
-        var sawData = false;
-        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 2048, minimumReadSize: 512, leaveOpen: true));
+        var state = new ParseState();
+        var ready = new Queue<RouterStreamChunk>();
+        try
         {
-            if (!line.StartsWith("data:", StringComparison.Ordinal))
+            var first = true;
+            while (!state.Ended)
             {
-                // Blank separators, ":" comments, event:, id:, retry: and anything else that is not data.
-                continue;
-            }
-
-            sawData = true;
-            var data = line.AsSpan(5).Trim();
-            if (data.Length == 0)
-            {
-                continue;
-            }
-
-            if (data.SequenceEqual("[DONE]"))
-            {
-                yield break;
-            }
-
-            if (!TryParseChunk(data, out var chunk, out var key, out var error))
-            {
-                Log.MalformedDataLine(logger, data.Length);
-                continue;
-            }
-
-            if (error is not null)
-            {
-                throw new RouterException(RouterFailureKind.BadResponse, "The router reported an error inside its stream.")
+                var result = await reader.ReadAsync(cancellationToken);
+                var buffer = result.Buffer;
+                if (first)
                 {
-                    RouterMessage = error,
-                };
-            }
+                    if (buffer.Length < Utf8Bom.Length && !result.IsCompleted && buffer.FirstSpan.SequenceEqual(Utf8Bom[..(int)buffer.Length]))
+                    {
+                        reader.AdvanceTo(buffer.Start, buffer.End); // could still be a byte order mark: wait for more
+                        continue;
+                    }
 
-            if (key is not null)
-            {
-                if (lockedKey is null)
-                {
-                    lockedKey = key;
-                    Log.StreamLocked(logger, key);
+                    first = false;
+                    if (buffer.FirstSpan.StartsWith(Utf8Bom))
+                    {
+                        buffer = buffer.Slice(Utf8Bom.Length);
+                    }
                 }
-                else if (!string.Equals(lockedKey, key, StringComparison.Ordinal))
+
+                while (!state.Ended && TryReadLine(ref buffer, result.IsCompleted, out var line))
                 {
-                    Log.ForeignChunkDropped(logger, key, lockedKey);
-                    continue;
+                    if (line.Length > MaxLineBytes)
+                    {
+                        throw TooLong();
+                    }
+
+                    HandleLine(line, state, ready);
                 }
-            }
 
-            if (chunk.Text.Length > 0 || chunk.FinishReason is not null || chunk.Usage is not null)
-            {
-                yield return chunk;
-            }
+                if (!state.Ended && buffer.Length > MaxLineBytes)
+                {
+                    throw TooLong();
+                }
 
-            if (stopAtFinishReason && chunk.FinishReason is not null)
-            {
-                yield break;
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                while (ready.TryDequeue(out var chunk))
+                {
+                    yield return chunk;
+                }
+
+                if (result.IsCompleted)
+                {
+                    break;
+                }
             }
         }
+        finally
+        {
+            await reader.CompleteAsync();
+        }
 
-        if (!sawData)
+        if (state.Error is { } error)
+        {
+            throw new RouterException(RouterFailureKind.BadResponse, "The router reported an error inside its stream.")
+            {
+                RouterMessage = error,
+            };
+        }
+
+        if (!state.SawData)
         {
             throw new RouterException(RouterFailureKind.BadResponse, "The router's event stream ended without any data line.");
         }
     }
 
-    private static bool TryParseChunk(ReadOnlySpan<char> data, out RouterStreamChunk chunk, out string? key, out string? error)
+    private static RouterException TooLong() =>
+        new(RouterFailureKind.BadResponse, $"The router sent a stream line longer than {MaxLineBytes} bytes.");
+
+    /// <summary>
+    /// Cuts the next line off <paramref name="buffer"/>. A line ends at LF or CR (so CRLF leaves an empty line, which,
+    /// like every blank separator, is skipped); at the end of the stream the rest is a line too.
+    /// </summary>
+    private static bool TryReadLine(ref ReadOnlySequence<byte> buffer, bool isCompleted, out ReadOnlySequence<byte> line)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        if (reader.TryReadToAny(out line, "\n\r"u8, advancePastDelimiter: true))
+        {
+            buffer = buffer.Slice(reader.Position);
+            return true;
+        }
+
+        if (isCompleted && !buffer.IsEmpty)
+        {
+            line = buffer;
+            buffer = buffer.Slice(buffer.End);
+            return true;
+        }
+
+        line = default;
+        return false;
+    }
+
+    private void HandleLine(ReadOnlySequence<byte> line, ParseState state, Queue<RouterStreamChunk> ready)
+    {
+        if (line.Length < 5)
+        {
+            return; // blank separators and anything too short to be data
+        }
+
+        Span<byte> head = stackalloc byte[5];
+        line.Slice(0, 5).CopyTo(head);
+        if (!head.SequenceEqual("data:"u8))
+        {
+            // ":" comments, event:, id:, retry: and anything else that is not data.
+            return;
+        }
+
+        state.SawData = true;
+        var data = Trim(line.Slice(5));
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        if (data.Length == 6 && IsDone(data))
+        {
+            state.Ended = true;
+            return;
+        }
+
+        if (!TryParseChunk(data, out var chunk, out var key, out var error))
+        {
+            Log.MalformedDataLine(logger, (int)data.Length);
+            return;
+        }
+
+        if (error is not null)
+        {
+            state.Error = error;
+            state.Ended = true;
+            return;
+        }
+
+        if (key is not null)
+        {
+            if (state.LockedKey is null)
+            {
+                state.LockedKey = key;
+                Log.StreamLocked(logger, key);
+            }
+            else if (!string.Equals(state.LockedKey, key, StringComparison.Ordinal))
+            {
+                Log.ForeignChunkDropped(logger, key, state.LockedKey);
+                return;
+            }
+        }
+
+        if (chunk.Text.Length > 0 || chunk.FinishReason is not null || chunk.Usage is not null)
+        {
+            ready.Enqueue(chunk);
+        }
+
+        if (stopAtFinishReason && chunk.FinishReason is not null)
+        {
+            state.Ended = true;
+        }
+    }
+
+    private static bool IsDone(ReadOnlySequence<byte> data)
+    {
+        Span<byte> text = stackalloc byte[6];
+        data.CopyTo(text);
+        return text.SequenceEqual("[DONE]"u8);
+    }
+
+    private static ReadOnlySequence<byte> Trim(ReadOnlySequence<byte> value)
+    {
+        var reader = new SequenceReader<byte>(value);
+        var leading = reader.AdvancePastAny((byte)' ', (byte)'\t');
+        value = value.Slice(leading);
+        while (!value.IsEmpty)
+        {
+            var last = value.Slice(value.Length - 1).FirstSpan[0];
+            if (last is not ((byte)' ' or (byte)'\t'))
+            {
+                break;
+            }
+
+            value = value.Slice(0, value.Length - 1);
+        }
+
+        return value;
+    }
+
+    /// <summary>What the parser knows about its stream so far.</summary>
+    private sealed class ParseState
+    {
+        public string? LockedKey { get; set; }
+
+        public bool SawData { get; set; }
+
+        public bool Ended { get; set; }
+
+        public string? Error { get; set; }
+    }
+
+    private static bool TryParseChunk(ReadOnlySequence<byte> data, out RouterStreamChunk chunk, out string? key, out string? error)
     {
         chunk = default;
         key = null;
@@ -118,7 +263,8 @@ internal sealed partial class CortensorSseParser
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(data.ToString());
+            // Parsed in place (the document is disposed before the buffer is released).
+            document = JsonDocument.Parse(data);
         }
         catch (JsonException)
         {

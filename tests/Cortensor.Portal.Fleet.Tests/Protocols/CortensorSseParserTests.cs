@@ -1,3 +1,4 @@
+using System.Text;
 using Cortensor.Portal.Fleet.Protocols;
 using Microsoft.Extensions.Logging;
 using static Cortensor.Portal.Fleet.Tests.Protocols.ProtocolTestSupport;
@@ -170,5 +171,93 @@ public sealed class CortensorSseParserTests
         var ex = await Assert.ThrowsAsync<RouterException>(() => ParseAsync("<html><body>proxy page</body></html>\n"));
 
         Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+    }
+
+    [Theory]
+    [InlineData("\n")]
+    [InlineData("\r\n")]
+    [InlineData("\r")]
+    public async Task ParseAsync_OneByteAtATime_CutsLinesAndMultiByteCharactersAcrossReads(string newline)
+    {
+        var sse = $"data: {{\"choices\":[{{\"text\":\"héllo \u00e9t\u00e9 ✓\"}}]}}{newline}{newline}" +
+                  $"data: {{\"choices\":[{{\"text\":\" 日本\"}}]}}{newline}{newline}" +
+                  $"data: [DONE]{newline}{newline}";
+
+        var chunks = await ToListAsync(new CortensorSseParser().ParseAsync(new TrickleStream(Encoding.UTF8.GetBytes(sse))));
+
+        Assert.Equal(["héllo été ✓", " 日本"], chunks.Select(c => c.Text));
+    }
+
+    [Fact]
+    public async Task ParseAsync_Utf8ByteOrderMark_IsSkipped()
+    {
+        var bytes = Encoding.UTF8.GetPreamble().Concat(Encoding.UTF8.GetBytes("data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n")).ToArray();
+
+        var chunks = await ToListAsync(new CortensorSseParser().ParseAsync(new TrickleStream(bytes)));
+
+        Assert.Equal("a", Texts(chunks));
+    }
+
+    [Fact]
+    public async Task ParseAsync_LineLongerThanTheLimit_ThrowsBadResponse()
+    {
+        var sse = "data: {\"choices\":[{\"text\":\"" + new string('x', CortensorSseParser.MaxLineBytes + 10) + "\"}]}\n\n";
+
+        var ex = await Assert.ThrowsAsync<RouterException>(() => ParseAsync(sse));
+
+        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+    }
+
+    [Fact]
+    public async Task ParseAsync_WhitespaceAroundData_IsIgnored()
+    {
+        var chunks = await ParseAsync("data:{\"choices\":[{\"text\":\"x\"}]}   \n\ndata:\t[DONE] \n\ndata: {\"choices\":[{\"text\":\"late\"}]}\n\n");
+
+        Assert.Equal("x", Texts(chunks));
+    }
+
+    /// <summary>Hands out one byte per read, so every line, and every multi-byte character, arrives in pieces.</summary>
+    private sealed class TrickleStream(byte[] data) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_position >= data.Length || buffer.IsEmpty)
+            {
+                return 0;
+            }
+
+            buffer[0] = data[_position++];
+            return 1;
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Yield();
+            return Read(buffer.Span);
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
