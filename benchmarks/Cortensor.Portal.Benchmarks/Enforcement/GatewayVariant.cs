@@ -32,6 +32,13 @@ internal enum VariantKind
 
     /// <summary>As <see cref="Redis"/>, with Postgres (<c>AddCortensorPostgresStorage</c>) as the durable store instead of SQLite.</summary>
     RedisPostgres,
+
+    /// <summary>
+    /// As <see cref="InProcess"/> (in-process hot path, SQLite stores), with the host's <c>Cortensor:Keys:Provider=Unkey</c>
+    /// wiring (<c>AddCortensorUnkey</c>, section <c>Cortensor:Unkey</c>): keys issued and verified through Unkey's v2 API
+    /// at <see cref="GatewaySetup.UnkeyUrl"/>.
+    /// </summary>
+    Unkey,
 }
 
 /// <summary>One model the gateway serves and the upstream behind it.</summary>
@@ -58,6 +65,18 @@ internal sealed record GatewaySetup(VariantKind Kind, IReadOnlyList<GatewayModel
 
     /// <summary>Listen for HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1: many streams over few client connections.</summary>
     public bool Http2Cleartext { get; init; }
+
+    /// <summary>Base URL of the Unkey API (<c>Cortensor:Unkey:BaseUrl</c>), for <see cref="VariantKind.Unkey"/>.</summary>
+    public Uri? UnkeyUrl { get; init; }
+
+    /// <summary><c>Cortensor:Unkey:RootKey</c>.</summary>
+    public string UnkeyRootKey { get; init; } = "";
+
+    /// <summary><c>Cortensor:Unkey:ApiId</c>.</summary>
+    public string UnkeyApiId { get; init; } = "";
+
+    /// <summary><c>Cortensor:Unkey:CacheTtl</c>; zero (the option's default) leaves it unset, so every request calls verifyKey.</summary>
+    public TimeSpan UnkeyCacheTtl { get; init; }
 }
 
 /// <summary>
@@ -106,6 +125,7 @@ internal sealed class GatewayVariant : IAsyncDisposable
         VariantKind.NoEnforcement => "(a) no enforcement",
         VariantKind.InProcess => "(b) in-process enforcement",
         VariantKind.Redis => "(c) Redis enforcement",
+        VariantKind.Unkey => "in-process enforcement, keys from Unkey",
         _ => "Redis + Postgres enforcement",
     };
 
@@ -181,6 +201,13 @@ internal sealed class GatewayVariant : IAsyncDisposable
                 o.ConnectionString = redisConnection;
                 o.KeyPrefix = setup.RedisKeyPrefix;
             });
+        }
+
+        if (kind == VariantKind.Unkey)
+        {
+            // As the host's Cortensor:Keys:Provider=Unkey: keys issued, verified and revoked in Unkey, limits in process.
+            ArgumentNullException.ThrowIfNull(setup.UnkeyUrl);
+            builder.Services.AddCortensorUnkey(o => builder.Configuration.GetSection("Cortensor:Unkey").Bind(o));
         }
 
         // Usage events go to the same in-memory sink in every variant, so the background writer costs the same
@@ -270,6 +297,19 @@ internal sealed class GatewayVariant : IAsyncDisposable
             ["Cortensor:HotPath:Mode"] = kind is VariantKind.Redis or VariantKind.RedisPostgres ? "Redis" : "InProcess",
             ["Cortensor:RateLimits:Enabled"] = kind == VariantKind.NoEnforcement ? "false" : "true",
         };
+
+        if (kind == VariantKind.Unkey)
+        {
+            // Only what a deployment must set; every other Unkey option keeps its default.
+            settings["Cortensor:Keys:Provider"] = "Unkey";
+            settings["Cortensor:Unkey:BaseUrl"] = setup.UnkeyUrl?.ToString();
+            settings["Cortensor:Unkey:ApiId"] = setup.UnkeyApiId;
+            settings["Cortensor:Unkey:RootKey"] = setup.UnkeyRootKey;
+            if (setup.UnkeyCacheTtl > TimeSpan.Zero)
+            {
+                settings["Cortensor:Unkey:CacheTtl"] = setup.UnkeyCacheTtl.ToString("c", CultureInfo.InvariantCulture);
+            }
+        }
 
         for (var i = 0; i < setup.Models.Count; i++)
         {

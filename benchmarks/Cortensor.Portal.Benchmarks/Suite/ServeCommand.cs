@@ -22,8 +22,11 @@ namespace Cortensor.Portal.Benchmarks.Suite;
 /// <remarks>
 /// Roles: <c>sim</c> (the router simulator, <c>--tps</c> token pacing, 0 = as fast as possible), <c>openai-stub</c>
 /// (a minimal OpenAI-compatible upstream for the peer rows), <c>yarp</c> (a bare YARP forwarder, <c>--to</c> URL),
-/// <c>portal</c> (the gateway, composed like the host; <c>--kind InProcess|Redis|RedisPostgres</c>,
-/// <c>--model alias=url[=protocol]</c> repeated, <c>--redis</c>, <c>--pg</c>, <c>--pg-schema</c>).
+/// <c>portal</c> (the gateway, composed like the host; <c>--kind InProcess|Redis|RedisPostgres|Unkey</c>,
+/// <c>--model alias=url[=protocol]</c> repeated, <c>--redis</c>, <c>--pg</c>, <c>--pg-schema</c>, and for
+/// <c>Unkey</c> <c>--unkey url --unkey-root-key k --unkey-api-id id [--unkey-cache-ttl seconds]</c>),
+/// <c>unkey-stub</c> (the Unkey v2 calls the Unkey provider makes, see <see cref="UnkeyStub"/>;
+/// <c>--root-key</c>, <c>--api-id</c>, <c>--latency-ms</c> added to every verifyKey answer, default 8).
 /// Gateways also map <c>GET /_bench/gc</c> (GC heap and process memory, JSON).
 /// </remarks>
 internal static class ServeCommand
@@ -32,7 +35,7 @@ internal static class ServeCommand
     {
         if (args.Length == 0)
         {
-            Console.Error.WriteLine("usage: serve sim|openai-stub|yarp|portal [options]");
+            Console.Error.WriteLine("usage: serve sim|openai-stub|yarp|portal|unkey-stub [options]");
             return 2;
         }
 
@@ -76,6 +79,17 @@ internal static class ServeCommand
                 break;
             }
 
+            case "unkey-stub":
+            {
+                var latency = TimeSpan.FromMilliseconds(double.Parse(options.GetValueOrDefault("--latency-ms")?.FirstOrDefault() ?? "8", CultureInfo.InvariantCulture));
+                var app = Builder().Build();
+                UnkeyStub.Map(app, options["--root-key"][0], options["--api-id"][0], latency);
+                await app.StartAsync();
+                server = app;
+                ready = Address(app);
+                break;
+            }
+
             case "portal":
             {
                 var kind = Enum.Parse<VariantKind>(options["--kind"][0]);
@@ -93,6 +107,10 @@ internal static class ServeCommand
                         PostgresSchema = options.GetValueOrDefault("--pg-schema")?.FirstOrDefault() ?? "portal",
                         RealUsageSink = true,
                         Http2Cleartext = options.GetValueOrDefault("--h2c")?.FirstOrDefault() == "true",
+                        UnkeyUrl = options.GetValueOrDefault("--unkey")?.FirstOrDefault() is { } unkey ? new Uri(unkey) : null,
+                        UnkeyRootKey = options.GetValueOrDefault("--unkey-root-key")?.FirstOrDefault() ?? "",
+                        UnkeyApiId = options.GetValueOrDefault("--unkey-api-id")?.FirstOrDefault() ?? "",
+                        UnkeyCacheTtl = TimeSpan.FromSeconds(double.Parse(options.GetValueOrDefault("--unkey-cache-ttl")?.FirstOrDefault() ?? "0", CultureInfo.InvariantCulture)),
                     },
                     MapGc);
                 server = gateway;

@@ -21,12 +21,21 @@ internal static partial class SuiteBenchmark
         usage: suite [--quick] [--rates 500,1000,2000] [--seconds 10] [--warmup 3] [--jit-warmup 8]
                      [--saturation-seconds 10] [--workers 64] [--stream-rate 200] [--stream-seconds 10]
                      [--streams 10000] [--hold 20] [--only id,id] [--no-portkey] [--no-postgres] [--no-micro]
-                     [--output BENCHMARKS.md]
-        Row ids: direct, yarp, portal, portal-redis-pg, stub-direct, portkey, portal-openai.
+                     [--unkey-latency-ms 8] [--output BENCHMARKS.md]
+        Row ids: direct, yarp, portal, portal-redis-pg, portal-unkey, portal-unkey-cached, stub-direct, portkey, portal-openai.
         Redis: REDIS_CONNECTION or a throwaway redis-server; Postgres: PG_CONNECTION or a throwaway server.
         """;
 
     private const string RepoCommand = "dotnet run -c Release --project benchmarks/Cortensor.Portal.Benchmarks --";
+    private const string UnkeyApiId = "api_bench";
+    private const string UnkeyWhat = "Portal with the Unkey key provider";
+
+    /// <summary>The Unkey rows: id, the provider's <c>CacheTtl</c> in seconds (0 = its default, no cache), label.</summary>
+    private static readonly (string Id, int CacheTtlSeconds, string Label)[] UnkeyRows =
+    [
+        ("portal-unkey", 0, "Portal, keys from Unkey (`AddCortensorUnkey`, options at their defaults: one `keys.verifyKey` call per request), in-process enforcement, SQLite → simulator"),
+        ("portal-unkey-cached", 10, "Portal, keys from Unkey with `CacheTtl` 10 s (a valid verification reused for 10 s), in-process enforcement, SQLite → simulator"),
+    ];
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
 
     public static async Task<int> RunAsync(SuiteSettings settings, string commandLine)
@@ -132,6 +141,12 @@ internal static partial class SuiteBenchmark
                 });
             }
 
+            if (UnkeyRows.Any(r => Wanted(settings, r.Id)))
+            {
+                using var probe = new HttpClient(OpenLoopLoadGenerator.CreateHandler(4)) { Timeout = TimeSpan.FromSeconds(30) };
+                await AddUnkeyRowsAsync(settings, logs, key, gatewayEnv, children, targets, report, probe, sim, paced, Chat("bench-model"));
+            }
+
             if (Wanted(settings, "portkey"))
             {
                 if (settings.NoPortkey)
@@ -156,8 +171,6 @@ internal static partial class SuiteBenchmark
                     }
                 }
             }
-
-            report.NotMeasured.Add(("Portal with the Unkey key provider", UnkeyStatus(root)));
 
             using var client = new HttpClient(OpenLoopLoadGenerator.CreateHandler(512)) { Timeout = TimeSpan.FromSeconds(30) };
             foreach (var target in targets)
@@ -228,7 +241,7 @@ internal static partial class SuiteBenchmark
                 {
                     new("direct", "direct to the simulator (100 tokens/s)", "sim", new Uri(paced.BaseUrl, "api/v1/completions/1"), key, routerStreamBody, null, paced),
                 };
-                foreach (var gateway in targets.Where(static t => t.Id is "portal" or "portal-redis-pg"))
+                foreach (var gateway in targets.Where(static t => t.Id is "portal" or "portal-redis-pg" or "portal-unkey" or "portal-unkey-cached"))
                 {
                     streamTargets.Add(gateway with { Body = Chat("bench-stream", stream: true, maxTokens: 16), Upstream = paced, Headers = new(gateway.Headers) });
                 }
@@ -245,7 +258,7 @@ internal static partial class SuiteBenchmark
             if (settings.Streams > 0 && Wanted(settings, "portal"))
             {
                 // Nothing else loaded: stop the other gateways so the machine is the streams' alone.
-                foreach (var child in children.Where(static c => c.Name is "portal" or "portal-redis-pg" or "yarp" or "portkey").ToList())
+                foreach (var child in children.Where(static c => c.Name is "portal" or "portal-redis-pg" or "portal-unkey" or "portal-unkey-cached" or "unkey-stub" or "yarp" or "portkey").ToList())
                 {
                     child.Dispose();
                     children.Remove(child);
@@ -412,12 +425,81 @@ internal static partial class SuiteBenchmark
         return Directory.GetCurrentDirectory();
     }
 
-    private static string UnkeyStatus(string root)
+    /// <summary>
+    /// The Unkey rows: one <c>serve unkey-stub</c> (Unkey's v2 wire format, every verifyKey answered after
+    /// <see cref="SuiteSettings.UnkeyLatencyMs"/>) shared by a Portal process per row, each composed with
+    /// <see cref="VariantKind.Unkey"/> and issuing its key through the stub at start-up. A row that cannot start or
+    /// does not answer its probe with 200 goes to "Not measured" with the reason; the other rows still run.
+    /// </summary>
+    private static async Task AddUnkeyRowsAsync(
+        SuiteSettings settings,
+        string logs,
+        string upstreamKey,
+        Dictionary<string, string> gatewayEnv,
+        List<ChildProcess> children,
+        List<Target> targets,
+        SuiteReport report,
+        HttpClient client,
+        ChildProcess sim,
+        ChildProcess paced,
+        byte[] body)
     {
-        var di = Path.Combine(root, "libs", "Cortensor.Portal.Unkey", "DependencyInjection");
-        return Directory.Exists(di) && Directory.EnumerateFiles(di, "*.cs").Any()
-            ? "`AddCortensorUnkey` (libs/Cortensor.Portal.Unkey) landed while this suite was being built; the row needs a stub of Unkey's `POST /v2/keys.verifyKey` with realistic latency in front of it and is not wired yet"
-            : "libs/Cortensor.Portal.Unkey exposes no DI registration yet (its DependencyInjection folder is empty), so there is nothing to plug a stubbed Unkey API into";
+        var rootKey = "unkey_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        ChildProcess stub;
+        try
+        {
+            stub = Track(children, await ChildProcess.ServeAsync("unkey-stub", logs,
+                ["unkey-stub", "--root-key", rootKey, "--api-id", UnkeyApiId, "--latency-ms", settings.UnkeyLatencyMs.ToString(CultureInfo.InvariantCulture)]));
+            Console.WriteLine($"Unkey stub {stub.BaseUrl} (verifyKey answered after {settings.UnkeyLatencyMs} ms)");
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or TimeoutException)
+        {
+            var reason = "the Unkey stub did not start: " + Reason(ex, logs, "unkey-stub");
+            report.NotMeasured.Add((UnkeyWhat, reason));
+            Console.WriteLine($"{UnkeyWhat} not measured: {reason}");
+            return;
+        }
+
+        foreach (var (id, cacheTtl, label) in UnkeyRows.Where(r => Wanted(settings, r.Id)))
+        {
+            ChildProcess? gateway = null;
+            try
+            {
+                gateway = Track(children, await ChildProcess.ServeAsync(id, logs,
+                [
+                    "portal", "--kind", nameof(VariantKind.Unkey), "--key", upstreamKey,
+                    "--model", $"bench-model={sim.BaseUrl}", "--model", $"bench-stream={paced.BaseUrl}",
+                    "--unkey", stub.BaseUrl.ToString(), "--unkey-root-key", rootKey, "--unkey-api-id", UnkeyApiId,
+                    "--unkey-cache-ttl", cacheTtl.ToString(CultureInfo.InvariantCulture),
+                ], gatewayEnv));
+                var target = new Target(id, label, "sim", new Uri(gateway.BaseUrl, "v1/chat/completions"), gateway.Ready[1], body, gateway, sim) { KeyService = stub };
+                await ProbeAsync(client, target);
+                targets.Add(target);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or IOException or TimeoutException or HttpRequestException or TaskCanceledException)
+            {
+                if (gateway is not null)
+                {
+                    children.Remove(gateway);
+                    gateway.Dispose();
+                }
+
+                var reason = Reason(ex, logs, id);
+                reason = reason.StartsWith(id + ":", StringComparison.Ordinal) ? $"`{id}`{reason[id.Length..]}" : $"`{id}`: {reason}";
+                report.NotMeasured.Add((UnkeyWhat, reason));
+                Console.WriteLine($"{UnkeyWhat} not measured: {reason}");
+            }
+        }
+    }
+
+    /// <summary>The exception's message, with the first exception line of the child's log (why it died before READY, or the warning behind a failed probe).</summary>
+    private static string Reason(Exception exception, string logs, string child)
+    {
+        var log = Path.Combine(logs, child + ".log");
+        var line = File.Exists(log)
+            ? File.ReadLines(log).FirstOrDefault(static l => l.Contains("Exception", StringComparison.Ordinal))
+            : null;
+        return line is null ? exception.Message : $"{exception.Message} ({line.Trim()})";
     }
 
     internal static string Cmd(string args) => $"`{RepoCommand} {args}`";
@@ -430,10 +512,13 @@ internal sealed record Target(string Id, string Label, string Group, Uri Uri, st
 
     public RedisServerProcess? Redis { get; init; }
 
+    /// <summary>The key service the gateway calls per request (the Unkey stub), counted with the row's services.</summary>
+    public ChildProcess? KeyService { get; init; }
+
     public bool CountsPostgres { get; init; }
 }
 
-/// <summary>CPU time of the processes of one row: this process (load generator), the gateway, the upstream, Redis and Postgres.</summary>
+/// <summary>CPU time of the processes of one row: this process (load generator), the gateway, the upstream, Redis, Postgres and the Unkey stub.</summary>
 internal readonly record struct CpuSnapshot(TimeSpan Client, TimeSpan Gateway, TimeSpan Upstream, TimeSpan Services, CpuSample? Postgres = null)
 {
     public TimeSpan Total => Client + Gateway + Upstream + Services;
@@ -455,6 +540,7 @@ internal readonly record struct CpuSnapshot(TimeSpan Client, TimeSpan Gateway, T
             }
         }
 
+        services += target.KeyService?.Cpu ?? TimeSpan.Zero;
         return new CpuSnapshot(self.TotalProcessorTime, target.Gateway?.Cpu ?? TimeSpan.Zero, target.Upstream.Cpu, services, target.CountsPostgres ? CpuSample.Take() : null);
     }
 

@@ -68,6 +68,11 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             md.AppendLine($"- **{what}**: {why}.");
         }
 
+        if (NotMeasured.Count == 0)
+        {
+            md.AppendLine("- Nothing: every row this run asked for was measured.");
+        }
+
         md.AppendLine();
         InTheWay(md);
         Reading(md);
@@ -81,7 +86,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         md.AppendLine($"- {Environment.ProcessorCount} logical cores ({CpuModel()}), {MemoryTotal()} RAM, {Environment.OSVersion}, .NET {Environment.Version}; " +
             $"load average before {LoadBefore}, after {LoadAfter}.");
         md.AppendLine("- **Everything shares these cores**: the load generator (this process), the gateway under test, the upstream (router simulator " +
-            "or OpenAI stub), and for the Redis row redis-server and Postgres. Each server is its own process on 127.0.0.1 (gateways with server GC, " +
+            "or OpenAI stub), for the Redis row redis-server and Postgres, and for the Unkey rows the Unkey stub. Each server is its own process on 127.0.0.1 (gateways with server GC, " +
             "as the Web SDK host runs), so CPU per request is split by process.");
         md.AppendLine("- Upstreams: the router simulator in fast mode (no latency, tokens as fast as possible; one at 100 tokens/s for the stream rows), and " +
             "a minimal OpenAI-compatible stub (fixed 8-token answer) for the peers that only speak OpenAI (Portkey) and for a Portal row on the same upstream.");
@@ -197,7 +202,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
                 $"{(row.Target.Gateway is null ? "—" : (row.Cpu.Gateway.TotalMicroseconds / n).ToString("F0", CultureInfo.InvariantCulture))} | " +
                 $"{row.Cpu.Upstream.TotalMicroseconds / n:F0} | {row.Cpu.Client.TotalMicroseconds / n:F0} | " +
                 $"{(row.Target.Gateway is null ? "—" : (row.Cpu.Gateway.TotalSeconds / row.Result.Elapsed.TotalSeconds).ToString("F2", CultureInfo.InvariantCulture))} | " +
-                $"{Cmd($"suite --only {row.Target.Id} --rates 500 --workers {settings.Workers} --no-micro --streams 0")} |");
+                $"{Cmd($"suite --only {row.Target.Id} --rates 500 --workers {settings.Workers} --no-micro --streams 0{Extra(row.Target)}")} |");
         }
 
         md.AppendLine();
@@ -221,7 +226,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             foreach (var row in rows)
             {
-                var reproduce = Cmd($"suite --only {row.Target.Id} --rates {rate} --saturation-seconds 0 --stream-seconds 0 --streams 0 --no-micro");
+                var reproduce = Cmd($"suite --only {row.Target.Id} --rates {rate} --saturation-seconds 0 --stream-seconds 0 --streams 0 --no-micro{Extra(row.Target)}");
                 if (row.Result is null)
                 {
                     md.AppendLine($"| `{row.Target.Id}` | {row.Skipped} | | | | | | | | | | {reproduce} |");
@@ -247,7 +252,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
 
             var lag = new LatencyDistribution(rows.Where(static r => r.Result is not null).SelectMany(static r => r.Result!.SendLag));
             md.AppendLine();
-            md.AppendLine($"Generator sent late by p50 {lag.Milliseconds(0.5):F3} ms, p99 {lag.Milliseconds(0.99):F3} ms (included above). \"all processes\" = client + gateway + upstream (+ redis-server and Postgres for `portal-redis-pg`).");
+            md.AppendLine($"Generator sent late by p50 {lag.Milliseconds(0.5):F3} ms, p99 {lag.Milliseconds(0.99):F3} ms (included above). \"all processes\" = client + gateway + upstream (+ redis-server and Postgres for `portal-redis-pg`, + the Unkey stub for the `portal-unkey` rows).");
             md.AppendLine();
         }
     }
@@ -303,7 +308,9 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         }
 
         md.AppendLine();
-        md.AppendLine($"Reproduce: {Cmd($"suite --only portal --rates 500 --saturation-seconds 0 --streams 0 --no-micro --stream-rate {settings.StreamRate} --stream-seconds {settings.StreamSeconds}")}");
+        var gateways = Streams.Where(static s => s.Target.Id != "direct").Select(static s => s.Target).ToList();
+        var only = gateways.Count == 0 ? "portal" : string.Join(',', gateways.Select(static t => t.Id));
+        md.AppendLine($"Reproduce: {Cmd($"suite --only {only} --rates 500 --saturation-seconds 0 --streams 0 --no-micro --stream-rate {settings.StreamRate} --stream-seconds {settings.StreamSeconds}{string.Concat(gateways.Select(Extra).Distinct())}")}");
         md.AppendLine();
     }
 
@@ -381,7 +388,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         md.AppendLine();
     }
 
-    private static void Reading(StringBuilder md)
+    private void Reading(StringBuilder md)
     {
         md.AppendLine("## Reading these numbers");
         md.AppendLine();
@@ -390,9 +397,23 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             "gateway's req/s is bounded by (2 cores) / (client + gateway + upstream CPU per request). The per-process CPU columns show where the time goes.");
         md.AppendLine("- p99 and max on a shared 2-core machine move a lot between runs (scheduler hiccups, GC of any of the processes); p50, CPU per request and the saturation ratios are the stable numbers.");
         md.AppendLine("- `portal-redis-pg` pays one loopback Redis round trip per request before the router call (the rate-limit acquire script), plus redis-server's CPU on the same cores.");
+        if (Targets.Any(static t => t.Id.StartsWith("portal-unkey", StringComparison.Ordinal)))
+        {
+            md.AppendLine($"- The `portal-unkey` rows verify keys against a local stub of Unkey's v2 API (`serve unkey-stub`) that answers every `keys.verifyKey` after **{settings.UnkeyLatencyMs} ms** " +
+                "(`--unkey-latency-ms`), standing in for a hosted Unkey in the same region (Unkey states a sub-10 ms service-time target). `portal-unkey` runs the provider's defaults " +
+                "(`CacheTtl` zero: one verifyKey call awaited before every router call, as a deployment gets by default), so its added latency is about that wait; `portal-unkey-cached` " +
+                "reuses a valid answer for 10 s (Unkey's own server-side freshness window), so it pays the wait about once per key per 10 s. The stub's CPU counts in \"all processes\"; a hosted Unkey's would not be on these cores.");
+        }
+
         md.AppendLine("- Portkey runs on one Node.js event loop (one core at most); it is measured with the workarounds in `benchmarks/peers/portkey` (loopback bind, mutable fetch headers).");
         md.AppendLine();
     }
+
+    /// <summary>Options a row's reproduce command needs beyond the defaults (the Unkey stub's latency when it was changed).</summary>
+    private string Extra(Target target) =>
+        target.Id.StartsWith("portal-unkey", StringComparison.Ordinal) && settings.UnkeyLatencyMs != SuiteSettings.DefaultUnkeyLatencyMs
+            ? $" --unkey-latency-ms {settings.UnkeyLatencyMs}"
+            : "";
 
     private FixedRow? Row(string id, int rate) => Fixed.FirstOrDefault(r => r.Target.Id == id && r.Rate == rate && r.Result is not null);
 

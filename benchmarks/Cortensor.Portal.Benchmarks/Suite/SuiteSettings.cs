@@ -5,6 +5,9 @@ namespace Cortensor.Portal.Benchmarks.Suite;
 /// <summary>Command-line options of <c>suite</c>.</summary>
 internal sealed record SuiteSettings
 {
+    /// <summary>The suite's default <see cref="UnkeyLatencyMs"/>.</summary>
+    public const int DefaultUnkeyLatencyMs = 8;
+
     public bool Quick { get; init; }
 
     /// <summary>Fixed open-loop rates, req/s.</summary>
@@ -38,6 +41,12 @@ internal sealed record SuiteSettings
     public bool NoPostgres { get; init; }
 
     public bool NoMicro { get; init; }
+
+    /// <summary>
+    /// Milliseconds the Unkey stub waits before every verifyKey answer: a hosted Unkey in the same region (Unkey's stated
+    /// target is a sub-10 ms service time).
+    /// </summary>
+    public int UnkeyLatencyMs { get; init; } = DefaultUnkeyLatencyMs;
 
     /// <summary>Where the report goes; default BENCHMARKS.md at the repository root.</summary>
     public string? Output { get; init; }
@@ -98,6 +107,7 @@ internal sealed record SuiteSettings
                 "--hold" => settings with { HoldSeconds = Int(name, value, 1) },
                 "--only" => settings with { Only = value.Split(',').ToHashSet(StringComparer.Ordinal) },
                 "--output" => settings with { Output = value },
+                "--unkey-latency-ms" => settings with { UnkeyLatencyMs = Int(name, value, 0) },
                 _ => throw new FormatException($"Unknown option: {name}"),
             };
         }
