@@ -28,6 +28,11 @@ public static class OutputCleaner
     public static string Clean(PromptFormat format, string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        if (!StreamingOutputCleaner.MayHoldMarker(text))
+        {
+            return text.Trim(); // the usual answer: no special token or turn marker can be in it
+        }
+
         var cleaner = new StreamingOutputCleaner(format);
         var head = cleaner.Push(text);
         return head + cleaner.Flush();

@@ -38,20 +38,19 @@ public sealed class StreamingOutputCleaner
     private bool _emittedAny;
     private bool _flushed;
 
+    /// <summary>The markers of each format, built once: every stream of a format shares them.</summary>
+    private static readonly Dictionary<PromptFormat, Marker[]> MarkersByFormat =
+        Enum.GetValues<PromptFormat>().ToDictionary(static f => f, BuildMarkers);
+
+    /// <summary>The first character of every marker of every format: text without any of them has nothing to clean but its ends.</summary>
+    private static readonly System.Buffers.SearchValues<char> MarkerStarts =
+        System.Buffers.SearchValues.Create([.. MarkersByFormat.Values.SelectMany(static m => m).Select(static m => m.Token[0]).Distinct()]);
+
     /// <summary>Creates a cleaner for a completion of a prompt built in <paramref name="format"/>.</summary>
     public StreamingOutputCleaner(PromptFormat format)
     {
         Format = format;
-        var stops = EndOfTurnTokens(format);
-        var markers = new List<Marker>();
-        markers.AddRange(stops.Select(t => new Marker(t, MarkerKind.Stop)));
-        markers.AddRange(TurnMarkers.Select(t => new Marker(t, MarkerKind.Stop)));
-        markers.Add(new Marker("<think>", MarkerKind.ThinkOpen));
-        markers.Add(new Marker("<|channel|>", MarkerKind.ChannelOpen));
-        markers.Add(new Marker("<|start|>", MarkerKind.StartTurn));
-        var handled = new HashSet<string>(markers.Select(m => m.Token), StringComparer.Ordinal);
-        markers.AddRange(SpecialTokens.All.Where(t => !handled.Contains(t)).Select(t => new Marker(t, MarkerKind.Remove)));
-        _normalMarkers = [.. markers];
+        _normalMarkers = MarkersByFormat.TryGetValue(format, out var markers) ? markers : BuildMarkers(format);
     }
 
     /// <summary>The format the prompt was built in.</summary>
@@ -99,6 +98,23 @@ public sealed class StreamingOutputCleaner
         _pending = "";
         _heldWhitespace.Clear();
         return output.ToString();
+    }
+
+    /// <summary>True when <paramref name="text"/> holds no character that could start a marker (so cleaning it only trims it).</summary>
+    internal static bool MayHoldMarker(ReadOnlySpan<char> text) => text.ContainsAny(MarkerStarts);
+
+    private static Marker[] BuildMarkers(PromptFormat format)
+    {
+        var stops = EndOfTurnTokens(format);
+        var markers = new List<Marker>();
+        markers.AddRange(stops.Select(t => new Marker(t, MarkerKind.Stop)));
+        markers.AddRange(TurnMarkers.Select(t => new Marker(t, MarkerKind.Stop)));
+        markers.Add(new Marker("<think>", MarkerKind.ThinkOpen));
+        markers.Add(new Marker("<|channel|>", MarkerKind.ChannelOpen));
+        markers.Add(new Marker("<|start|>", MarkerKind.StartTurn));
+        var handled = new HashSet<string>(markers.Select(m => m.Token), StringComparer.Ordinal);
+        markers.AddRange(SpecialTokens.All.Where(t => !handled.Contains(t)).Select(t => new Marker(t, MarkerKind.Remove)));
+        return [.. markers];
     }
 
     private static string[] EndOfTurnTokens(PromptFormat format) => format switch

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
@@ -67,8 +68,8 @@ internal static partial class RouterHttp
         string? body = null;
         try
         {
-            var (bytes, _) = await ReadBoundedAsync(response.Content, MaxErrorBodyBytes, cancellationToken);
-            body = Encoding.UTF8.GetString(bytes);
+            using var read = await ReadBoundedAsync(response.Content, MaxErrorBodyBytes, cancellationToken);
+            body = Encoding.UTF8.GetString(read.Span);
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
@@ -86,8 +87,8 @@ internal static partial class RouterHttp
     public static async Task<RouterCompletion> ReadCompletionAsync(
         HttpResponseMessage response, RouterTarget target, RouterCompletionRequest request, CancellationToken cancellationToken)
     {
-        var (bytes, truncated) = await ReadBoundedAsync(response.Content, MaxCompletionBodyBytes, cancellationToken);
-        if (truncated)
+        using var body = await ReadBoundedAsync(response.Content, MaxCompletionBodyBytes, cancellationToken);
+        if (body.Truncated)
         {
             throw new RouterException(RouterFailureKind.BadResponse, $"Router {target} sent a completion body larger than {MaxCompletionBodyBytes} bytes.", (int)response.StatusCode);
         }
@@ -95,13 +96,14 @@ internal static partial class RouterHttp
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(bytes);
+            // Parsed in place: the document is disposed before the pooled body goes back.
+            document = JsonDocument.Parse(body.Memory);
         }
         catch (JsonException ex)
         {
             throw new RouterException(RouterFailureKind.BadResponse, $"Router {target} answered HTTP {(int)response.StatusCode} with a body that is not JSON.", (int)response.StatusCode, ex)
             {
-                RouterMessage = ExtractErrorMessage(Encoding.UTF8.GetString(bytes, 0, Math.Min(bytes.Length, MaxErrorBodyBytes)), target.ApiKey, request.Prompt),
+                RouterMessage = ExtractErrorMessage(Encoding.UTF8.GetString(body.Span[..Math.Min(body.Length, MaxErrorBodyBytes)]), target.ApiKey, request.Prompt),
             };
         }
 
@@ -351,30 +353,60 @@ internal static partial class RouterHttp
     }
 
     /// <summary>Reads at most <paramref name="maxBytes"/>; <c>Truncated</c> tells whether more was there.</summary>
-    private static async Task<(byte[] Bytes, bool Truncated)> ReadBoundedAsync(HttpContent content, int maxBytes, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads at most <paramref name="maxBytes"/> of the body into a pooled buffer (sized from Content-Length when the
+    /// router sends one), so a completion costs no per-call buffers. The caller disposes the result.
+    /// </summary>
+    private static async Task<PooledBody> ReadBoundedAsync(HttpContent content, int maxBytes, CancellationToken cancellationToken)
     {
-        var stream = await content.ReadAsStreamAsync(cancellationToken);
-        await using (stream)
+        // One byte more than expected, so that the end of the body is seen without growing the buffer.
+        var expected = content.Headers.ContentLength is { } length and >= 0 ? (int)Math.Min(length + 1, (long)maxBytes + 1) : 4096;
+        var array = ArrayPool<byte>.Shared.Rent(Math.Max(expected, 256));
+        var count = 0;
+        try
         {
-            using var buffer = new MemoryStream();
-            var chunk = new byte[16 * 1024];
-            while (true)
+            var stream = await content.ReadAsStreamAsync(cancellationToken);
+            await using (stream)
             {
-                var read = await stream.ReadAsync(chunk, cancellationToken);
-                if (read == 0)
+                while (true)
                 {
-                    return (buffer.ToArray(), false);
-                }
+                    if (count == array.Length)
+                    {
+                        var larger = ArrayPool<byte>.Shared.Rent(array.Length * 2);
+                        array.AsSpan(0, count).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(array);
+                        array = larger;
+                    }
 
-                if (buffer.Length + read > maxBytes)
-                {
-                    buffer.Write(chunk, 0, (int)(maxBytes - buffer.Length));
-                    return (buffer.ToArray(), true);
-                }
+                    var read = await stream.ReadAsync(array.AsMemory(count, Math.Min(array.Length - count, maxBytes + 1 - count)), cancellationToken);
+                    if (read == 0)
+                    {
+                        return new PooledBody(array, count, Truncated: false);
+                    }
 
-                buffer.Write(chunk, 0, read);
+                    count += read;
+                    if (count > maxBytes)
+                    {
+                        return new PooledBody(array, maxBytes, Truncated: true);
+                    }
+                }
             }
         }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(array);
+            throw;
+        }
+    }
+
+    /// <summary>A body read into a buffer rented from <see cref="ArrayPool{T}.Shared"/>; disposing returns it.</summary>
+    private readonly record struct PooledBody(byte[] Array, int Length, bool Truncated) : IDisposable
+    {
+        public ReadOnlyMemory<byte> Memory => Array.AsMemory(0, Length);
+
+        public ReadOnlySpan<byte> Span => Array.AsSpan(0, Length);
+
+        public void Dispose() => ArrayPool<byte>.Shared.Return(Array);
     }
 
     [GeneratedRegex(@"<title[^>]*>(.*?)</title>", RegexOptions.IgnoreCase | RegexOptions.Singleline | RegexOptions.CultureInvariant)]

@@ -85,4 +85,22 @@ public sealed class OutputCleanerTests
     {
         Assert.Equal(expected, OutputCleaner.Clean(PromptFormat.ChatML, raw));
     }
+
+    [Theory]
+    [InlineData("  Hello there.  ")]
+    [InlineData("\u00a0\u2003mid  spaces\tkept\u3000")]
+    [InlineData("plain")]
+    [InlineData("")]
+    [InlineData(" \t ")]
+    [InlineData("a|b>c/d")]
+    public void Clean_TextWithoutMarkerCharacters_MatchesTheStreamingCleanerForEveryFormat(string raw)
+    {
+        foreach (var format in Enum.GetValues<PromptFormat>())
+        {
+            var streaming = new StreamingOutputCleaner(format);
+            var expected = streaming.Push(raw) + streaming.Flush();
+
+            Assert.Equal(expected, OutputCleaner.Clean(format, raw));
+        }
+    }
 }
