@@ -178,7 +178,13 @@ internal static class ServeCommand
     {
         var info = GC.GetGCMemoryInfo();
         using var self = System.Diagnostics.Process.GetCurrentProcess();
-        return Results.Json(new GcStats(GC.GetTotalMemory(false), info.HeapSizeBytes, info.TotalCommittedBytes, self.WorkingSet64, GC.GetTotalAllocatedBytes(), GCSettings()));
+        return Results.Json(new GcStats(GC.GetTotalMemory(false), info.HeapSizeBytes, info.TotalCommittedBytes, self.WorkingSet64, GC.GetTotalAllocatedBytes(), GCSettings())
+        {
+            Gen0 = GC.CollectionCount(0),
+            Gen1 = GC.CollectionCount(1),
+            Gen2 = GC.CollectionCount(2),
+            PauseMilliseconds = GC.GetTotalPauseDuration().TotalMilliseconds,
+        });
     });
 
     private static string GCSettings() => System.Runtime.GCSettings.IsServerGC ? "server" : "workstation";
@@ -228,4 +234,15 @@ internal static class ServeCommand
     }
 }
 
-internal sealed record GcStats(long TotalMemory, long HeapSizeBytes, long CommittedBytes, long WorkingSet, long TotalAllocated, string Gc);
+internal sealed record GcStats(long TotalMemory, long HeapSizeBytes, long CommittedBytes, long WorkingSet, long TotalAllocated, string Gc)
+{
+    /// <summary>Collections so far, by generation (a gen1 collection also counts as gen0, and so on).</summary>
+    public int Gen0 { get; init; }
+
+    public int Gen1 { get; init; }
+
+    public int Gen2 { get; init; }
+
+    /// <summary>Total time the runtime was paused for collections since the process started.</summary>
+    public double PauseMilliseconds { get; init; }
+}

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Headers;
@@ -225,10 +226,12 @@ internal static partial class SuiteBenchmark
                         await generator.RunAsync(rate, TimeSpan.FromSeconds(settings.WarmupSeconds), DrainTimeout);
                     }
 
+                    var gcBefore = await GcAsync(client, target);
                     var cpu = CpuSnapshot.Take(target);
                     var result = await generator.RunAsync(rate, TimeSpan.FromSeconds(settings.Seconds), DrainTimeout);
                     var used = CpuSnapshot.Take(target) - cpu;
-                    report.Fixed.Add(new FixedRow(target, rate, result, used, null));
+                    var gcAfter = await GcAsync(client, target);
+                    report.Fixed.Add(new FixedRow(target, rate, result, used, null) { GcBefore = gcBefore, GcAfter = gcAfter });
                     var d = new LatencyDistribution(result.AnsweredLatencies);
                     Console.WriteLine($"  {target.Id}: {result.AchievedRate:N0} req/s, p50 {d.Milliseconds(0.5):F3} ms, p99 {d.Milliseconds(0.99):F3} ms, non-200 {result.NotOk}");
                 }
@@ -319,6 +322,24 @@ internal static partial class SuiteBenchmark
     }
 
     private static OpenLoopLoadGenerator Generator(HttpClient client, Target target) => new(client, Factory(target));
+
+    /// <summary>The gateway's GC counters (our own gateways and YARP map <c>/_bench/gc</c>; peers do not).</summary>
+    private static async Task<GcStats?> GcAsync(HttpClient client, Target target)
+    {
+        if (target.Gateway is not { } gateway || target.Id == "portkey")
+        {
+            return null;
+        }
+
+        try
+        {
+            return await client.GetFromJsonAsync<GcStats>(new Uri(gateway.BaseUrl, "_bench/gc"));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or System.Text.Json.JsonException or TaskCanceledException)
+        {
+            return null;
+        }
+    }
 
     private static async Task<string?> ProbeAsync(HttpClient client, Target target)
     {
@@ -552,6 +573,11 @@ internal readonly record struct CpuSnapshot(TimeSpan Client, TimeSpan Gateway, T
     }
 }
 
-internal sealed record FixedRow(Target Target, int Rate, LoadResult? Result, CpuSnapshot Cpu, string? Skipped);
+internal sealed record FixedRow(Target Target, int Rate, LoadResult? Result, CpuSnapshot Cpu, string? Skipped)
+{
+    public GcStats? GcBefore { get; init; }
+
+    public GcStats? GcAfter { get; init; }
+}
 
 internal sealed record SaturationRow(Target Target, SaturationResult Result, CpuSnapshot Cpu);

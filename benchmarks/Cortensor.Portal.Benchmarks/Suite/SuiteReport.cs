@@ -254,6 +254,25 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             md.AppendLine();
             md.AppendLine($"Generator sent late by p50 {lag.Milliseconds(0.5):F3} ms, p99 {lag.Milliseconds(0.99):F3} ms (included above). \"all processes\" = client + gateway + upstream (+ redis-server and Postgres for `portal-redis-pg`, + the Unkey stub for the `portal-unkey` rows).");
             md.AppendLine();
+            var gcRows = rows.Where(static r => r.Result is not null && r.GcBefore is not null && r.GcAfter is not null).ToList();
+            if (gcRows.Count > 0)
+            {
+                md.AppendLine("Gateway garbage collection during the timed part of each row (the gateway's own counters):");
+                md.AppendLine();
+                md.AppendLine("| row | allocated KiB/request | gen0 / gen1 / gen2 collections | GC pause total ms | pause share of the run | mean pause ms |");
+                md.AppendLine("|---|---:|---:|---:|---:|---:|");
+                foreach (var row in gcRows)
+                {
+                    var (before, after) = (row.GcBefore!, row.GcAfter!);
+                    var requests = Math.Max(1, row.Result!.Latency.Length);
+                    var collections = after.Gen0 - before.Gen0;
+                    var pause = after.PauseMilliseconds - before.PauseMilliseconds;
+                    md.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| `{row.Target.Id}` | {(after.TotalAllocated - before.TotalAllocated) / 1024.0 / requests:F1} | {collections} / {after.Gen1 - before.Gen1} / {after.Gen2 - before.Gen2} | {pause:F1} | {pause / (settings.Seconds * 10.0):F2} % | {(collections > 0 ? pause / collections : 0):F2} |"));
+                }
+
+                md.AppendLine();
+            }
         }
     }
 
