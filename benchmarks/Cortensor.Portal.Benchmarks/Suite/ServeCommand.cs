@@ -178,7 +178,7 @@ internal static class ServeCommand
     {
         var info = GC.GetGCMemoryInfo();
         using var self = System.Diagnostics.Process.GetCurrentProcess();
-        return Results.Json(new GcStats(GC.GetTotalMemory(false), info.HeapSizeBytes, info.TotalCommittedBytes, self.WorkingSet64, GC.GetTotalAllocatedBytes(), GCSettings())
+        return Results.Json(new GcStats(GC.GetTotalMemory(false), info.HeapSizeBytes, info.TotalCommittedBytes, self.WorkingSet64, GC.GetTotalAllocatedBytes(precise: true), GCSettings())
         {
             Gen0 = GC.CollectionCount(0),
             Gen1 = GC.CollectionCount(1),

@@ -268,7 +268,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
                     var collections = after.Gen0 - before.Gen0;
                     var pause = after.PauseMilliseconds - before.PauseMilliseconds;
                     md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| `{row.Target.Id}` | {(after.TotalAllocated - before.TotalAllocated) / 1024.0 / requests:F1} | {collections} / {after.Gen1 - before.Gen1} / {after.Gen2 - before.Gen2} | {pause:F1} | {pause / (settings.Seconds * 10.0):F2} % | {(collections > 0 ? pause / collections : 0):F2} |"));
+                        $"| `{row.Target.Id}` | {(after.TotalAllocated > before.TotalAllocated ? ((after.TotalAllocated - before.TotalAllocated) / 1024.0 / requests).ToString("F1", CultureInfo.InvariantCulture) : "—")} | {collections} / {after.Gen1 - before.Gen1} / {after.Gen2 - before.Gen2} | {pause:F1} | {pause / (settings.Seconds * 10.0):F2} % | {(collections > 0 ? pause / collections : 0):F2} |"));
                 }
 
                 md.AppendLine();
@@ -390,18 +390,40 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
                 "cleans and re-serializes it as OpenAI JSON and meters usage, and on this machine every microsecond of that competes with the client and the simulator.");
         }
 
-        md.AppendLine("- **Where the gateway's CPU goes** (a `perf` profile of the embedded gateway at saturation, taken while building this suite, `DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0`; " +
-            "not re-run by the suite): ~21 % kernel (two loopback sockets per request: client side and router side), ~12 % runtime/GC, ~27 % inclusive in the outbound " +
-            "`HttpClient` chain the router client is built on (`IHttpClientFactory` logging-scope and logging handlers, the Polly circuit-breaker pipeline, `DiagnosticsHandler`, " +
-            "`RedirectHandler`, then `SocketsHttpHandler`), only ~5.5 % in enforcement (`HotPathEnforcer`: key cache, entitlements, 8 limiter rules), ~4.5 % in the background " +
-            "usage writer (SQLite batches), ~1.2 % constructing a `StreamingOutputCleaner` even for non-stream requests. No single hot spot: the cost is spread over the layers of a full request.");
-        md.AppendLine("- **Latency on Redis.** Full enforcement on Redis awaits one loopback round trip (the acquire script) before the router call; on 2 busy cores that round trip " +
-            "alone is ~0.25–0.4 ms at p50 (see the `enforcement` benchmark), and its tail is the tail of three processes (gateway, redis-server, and whatever else is scheduled) sharing 2 cores.");
+        md.AppendLine("- **Where the gateway's CPU goes** (`perf` profiles of the gateway at saturation and at 1,000 req/s, taken while building this suite with " +
+            "`DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0`; not re-run by the suite): the outbound `HttpClient` chain was ~27 % inclusive and is now trimmed " +
+            "(no `IHttpClientFactory` logging handlers or scopes, no redirect or cookie handling); what remains is spread out: the kernel's loopback sockets (two per request), " +
+            "the Polly circuit breaker and `DiagnosticsHandler` layers, Kestrel, JSON, enforcement. At 1,000 req/s about a fifth of the gateway's CPU is the .NET thread pool " +
+            "spinning for work (`LowLevelLifoSemaphore`); `DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0` removes it and roughly halved CPU per request across all processes in one " +
+            "trial run, but added ~0.2 ms at p50 (threads then sleep and must be woken), so the defaults stay.");
+        var gc = Fixed.Where(static r => r.Rate == 1000 && r.Result is not null && r.GcBefore is not null && r.GcAfter is not null).ToList();
+        var portalGc = gc.FirstOrDefault(static r => r.Target.Id == "portal");
+        var yarpGc = gc.FirstOrDefault(static r => r.Target.Id == "yarp");
+        if (portalGc is not null)
+        {
+            static double Kib(FixedRow r) => (r.GcAfter!.TotalAllocated - r.GcBefore!.TotalAllocated) / 1024.0 / Math.Max(1, r.Result!.Latency.Length);
+            static double Pause(FixedRow r) => r.GcAfter!.PauseMilliseconds - r.GcBefore!.PauseMilliseconds;
+            var collections = portalGc.GcAfter!.Gen0 - portalGc.GcBefore!.Gen0;
+            var head = FormattableString.Invariant($"- **The p99 tail is largely garbage collection.** At 1,000 req/s the embedded gateway allocated {Kib(portalGc):F1} KiB per request");
+            var yarpPart = yarpGc is null ? "" : FormattableString.Invariant($" (YARP {Kib(yarpGc):F1} KiB)");
+            var counts = FormattableString.Invariant($": {collections} gen0 collections in {settings.Seconds} s, {Pause(portalGc):F0} ms paused in all ({Pause(portalGc) / (settings.Seconds * 10.0):F2} % of the run). ");
+            md.AppendLine(head + yarpPart + counts +
+                "Every request that arrives during a pause waits for it, and on 2 shared cores a pause of 1–2 ms plus the queue behind it is about the size of the added p99. " +
+                "This session cut the largest allocations (a 16 KiB read buffer and a copy of every router answer, the output cleaner's per-request marker tables, the SSE parser's " +
+                "per-line strings and decoder buffers; an allocation profile with `dotnet-trace --profile gc-verbose` showed the router-body read alone at a third of all bytes). " +
+                "What is left is spread over Kestrel's request objects, the `HttpClient` request/response objects and headers, Polly's context, JSON (de)serialization, " +
+                "the rate-limit header strings and the usage record: each a few hundred bytes to a few KiB.");
+        }
+
+        md.AppendLine("- **Latency on Redis.** Full enforcement on Redis awaits one loopback round trip (the acquire script: 8 rules, ~20 Redis calls inside Lua, ~76 µs of redis-server CPU " +
+            "per call measured with `redis-benchmark … EVALSHA`; raw `PING` round trip ~45 µs) before the router call; through StackExchange.Redis's reader thread and the thread pool " +
+            "on 2 busy cores that is ~0.2–0.3 ms at p50, and its tail is the tail of the processes (gateway, redis-server, Postgres and the rest) sharing 2 cores. " +
+            "Meeting +0.3 ms at p50 would need the rest of the gateway at YARP's cost, or limits decided locally and reconciled with Redis asynchronously (a different accuracy contract).");
         if (Hold is { } h)
         {
             md.AppendLine($"- **Open streams.** {Mib(Math.Max(h.MaxRss, h.PeakRss))} of RSS for {h.MinOpen:N0} open streams ≈ {(h.Rss - h.IdleRss) / (double)Math.Max(1, h.MinOpen) / 1024:F0} KiB per stream above idle " +
                 $"(GC heap {Mib(h.Gc.HeapSizeBytes)} ≈ {(h.Gc.HeapSizeBytes - h.IdleGc.HeapSizeBytes) / (double)Math.Max(1, h.MinOpen) / 1024:F0} KiB per stream), with server GC. Each stream keeps a router " +
-                "connection, a `StreamReader` (4 KiB byte buffer + char buffer) in the SSE parser and its response state for its whole life; buffers held while idle are the part that scales with stream count.");
+                "connection (the `SocketsHttpHandler` connection and its buffers), Kestrel's HTTP/2 stream and response state, and the SSE parser's one 2 KiB pooled buffer; server GC also keeps headroom above the live heap.");
         }
 
         md.AppendLine();
