@@ -59,6 +59,42 @@ public sealed class RouterClientsRegistrationTests
     }
 
     [Fact]
+    public async Task AddCortensorRouterClients_RouterRedirects_IsNotFollowedAndFailsTheCall()
+    {
+        using var server = StartServer();
+        server.Given(Request.Create().WithPath("/api/v1/completions/42").UsingPost())
+            .RespondWith(Response.Create().WithStatusCode(307).WithHeader("Location", server.Url + "/elsewhere"));
+        server.Given(Request.Create().WithPath("/elsewhere").UsingAnyMethod())
+            .RespondWith(Response.Create().WithStatusCode(200).WithHeader("Content-Type", "application/json")
+                .WithBody("""{"choices":[{"text":"followed","finish_reason":"stop"}]}"""));
+        await using var provider = BuildProvider();
+
+        var ex = await Assert.ThrowsAsync<RouterException>(() => provider.GetRequiredService<CortensorRouterClient>()
+            .CompleteAsync(Target(server.Url!), NewRequest(), CancellationToken.None));
+
+        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+        Assert.DoesNotContain("/elsewhere", Paths(server));
+    }
+
+    [Fact]
+    public async Task AddCortensorRouterClients_RouterSetsCookie_IsNotSentOnTheNextCall()
+    {
+        using var server = StartServer();
+        server.Given(Request.Create().WithPath("/api/v1/completions/42").UsingPost())
+            .RespondWith(Response.Create().WithStatusCode(200).WithHeader("Content-Type", "application/json")
+                .WithHeader("Set-Cookie", "session=customer-a; Path=/")
+                .WithBody("""{"choices":[{"text":"ok","finish_reason":"stop"}]}"""));
+        await using var provider = BuildProvider();
+        var target = Target(server.Url!);
+
+        await provider.GetRequiredService<CortensorRouterClient>().CompleteAsync(target, NewRequest(), CancellationToken.None);
+        await provider.GetRequiredService<CortensorRouterClient>().CompleteAsync(target, NewRequest(), CancellationToken.None);
+
+        Assert.Equal(2, server.LogEntries.Count());
+        Assert.All(server.LogEntries, e => Assert.False(e.RequestMessage.Headers?.ContainsKey("Cookie") ?? false));
+    }
+
+    [Fact]
     public async Task AddCortensorRouterClients_CalledTwice_RegistersOneClientPerProtocol()
     {
         await using var provider = BuildProvider(calls: 2);
