@@ -37,14 +37,28 @@ public sealed class SqliteUsageStore : IUsageSink, IUsageReader
     }
 
     /// <inheritdoc/>
-    public async Task WriteBatchAsync(IReadOnlyList<UsageRecord> batch, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Runs on a thread of its own. Microsoft.Data.Sqlite is synchronous underneath (its async methods complete
+    /// inline), so a batch would otherwise hold a thread-pool worker for its whole transaction, including any wait
+    /// for the write lock; on a small machine that worker is one of the few serving requests.
+    /// </remarks>
+    public Task WriteBatchAsync(IReadOnlyList<UsageRecord> batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
         if (batch.Count == 0)
         {
-            return;
+            return Task.CompletedTask;
         }
 
+        return Task.Factory.StartNew(
+            () => WriteAsync(batch, cancellationToken),
+            cancellationToken,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default).Unwrap();
+    }
+
+    private async Task WriteAsync(IReadOnlyList<UsageRecord> batch, CancellationToken cancellationToken)
+    {
         var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
