@@ -56,6 +56,20 @@ internal static partial class SuiteBenchmark
             // The host is a Web SDK app: server GC, as deployed.
             ["DOTNET_gcServer"] = "1",
         };
+        foreach (var (name, value) in settings.GatewayEnvironment)
+        {
+            gatewayEnv[name] = value;
+        }
+
+        if (settings.GatewayEnvironment.Count > 0)
+        {
+            report.Notes.Add("Gateway processes ran with " + string.Join(", ", settings.GatewayEnvironment.Select(static v => $"`{v.Key}={v.Value}`")) + " (`--gateway-env`).");
+        }
+
+        if (settings.LatencyCsvDirectory is { } csvFolder)
+        {
+            Directory.CreateDirectory(csvFolder);
+        }
         var children = new List<ChildProcess>();
         RedisServerProcess? redis = null;
         PostgresServerProcess? postgres = null;
@@ -233,6 +247,11 @@ internal static partial class SuiteBenchmark
                     var gcAfter = await GcAsync(client, target);
                     report.Fixed.Add(new FixedRow(target, rate, result, used, null) { GcBefore = gcBefore, GcAfter = gcAfter });
                     var d = new LatencyDistribution(result.AnsweredLatencies);
+                    if (settings.LatencyCsvDirectory is { } csv)
+                    {
+                        await LatencyCsv.WriteAsync(Path.Combine(csv, $"{target.Id}-{rate}.csv"), result);
+                    }
+
                     Console.WriteLine($"  {target.Id}: {result.AchievedRate:N0} req/s, p50 {d.Milliseconds(0.5):F3} ms, p99 {d.Milliseconds(0.99):F3} ms, non-200 {result.NotOk}");
                 }
             }

@@ -51,6 +51,15 @@ internal sealed record SuiteSettings
     /// <summary>Where the report goes; default BENCHMARKS.md at the repository root.</summary>
     public string? Output { get; init; }
 
+    /// <summary>
+    /// Extra environment variables for every gateway process (<c>--gateway-env NAME=VALUE</c>, repeatable), e.g. a GC or
+    /// thread-pool setting to try; they override the suite's own (<c>DOTNET_gcServer=1</c>) and are listed in the report.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> GatewayEnvironment { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>A folder for one CSV per fixed-rate row (<c>{row}-{rate}.csv</c>: request index, scheduled send offset, latency, send lag); null = none.</summary>
+    public string? LatencyCsvDirectory { get; init; }
+
     public static SuiteSettings Parse(ReadOnlySpan<string> args)
     {
         var settings = new SuiteSettings();
@@ -108,11 +117,24 @@ internal sealed record SuiteSettings
                 "--only" => settings with { Only = value.Split(',').ToHashSet(StringComparer.Ordinal) },
                 "--output" => settings with { Output = value },
                 "--unkey-latency-ms" => settings with { UnkeyLatencyMs = Int(name, value, 0) },
+                "--gateway-env" => settings with { GatewayEnvironment = WithVariable(settings.GatewayEnvironment, value) },
+                "--latency-csv" => settings with { LatencyCsvDirectory = value },
                 _ => throw new FormatException($"Unknown option: {name}"),
             };
         }
 
         return settings;
+    }
+
+    private static Dictionary<string, string> WithVariable(IReadOnlyDictionary<string, string> current, string assignment)
+    {
+        var at = assignment.IndexOf('=', StringComparison.Ordinal);
+        if (at <= 0)
+        {
+            throw new FormatException($"--gateway-env takes NAME=VALUE, not '{assignment}'.");
+        }
+
+        return new Dictionary<string, string>(current, StringComparer.Ordinal) { [assignment[..at]] = assignment[(at + 1)..] };
     }
 
     private static int Int(string name, string value, int min) =>
