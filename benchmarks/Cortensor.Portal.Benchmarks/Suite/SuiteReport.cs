@@ -404,21 +404,24 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             static double Kib(FixedRow r) => (r.GcAfter!.TotalAllocated - r.GcBefore!.TotalAllocated) / 1024.0 / Math.Max(1, r.Result!.Latency.Length);
             static double Pause(FixedRow r) => r.GcAfter!.PauseMilliseconds - r.GcBefore!.PauseMilliseconds;
             var collections = portalGc.GcAfter!.Gen0 - portalGc.GcBefore!.Gen0;
-            var head = FormattableString.Invariant($"- **The p99 tail is largely garbage collection.** At 1,000 req/s the embedded gateway allocated {Kib(portalGc):F1} KiB per request");
+            var head = FormattableString.Invariant($"- **The p99 tail is CPU contention more than garbage collection.** At 1,000 req/s the embedded gateway allocated {Kib(portalGc):F1} KiB per request");
             var yarpPart = yarpGc is null ? "" : FormattableString.Invariant($" (YARP {Kib(yarpGc):F1} KiB)");
             var counts = FormattableString.Invariant($": {collections} gen0 collections in {settings.Seconds} s, {Pause(portalGc):F0} ms paused in all ({Pause(portalGc) / (settings.Seconds * 10.0):F2} % of the run). ");
             md.AppendLine(head + yarpPart + counts +
-                "Every request that arrives during a pause waits for it, and on 2 shared cores a pause of 1–2 ms plus the queue behind it is about the size of the added p99. " +
-                "This session cut the largest allocations (a 16 KiB read buffer and a copy of every router answer, the output cleaner's per-request marker tables, the SSE parser's " +
-                "per-line strings and decoder buffers; an allocation profile with `dotnet-trace --profile gc-verbose` showed the router-body read alone at a third of all bytes). " +
-                "What is left is spread over Kestrel's request objects, the `HttpClient` request/response objects and headers, Polly's context, JSON (de)serialization, " +
-                "the rate-limit header strings and the usage record: each a few hundred bytes to a few KiB.");
+                "Fewer collections do not shorten the tail: with DATAS off (`--gateway-env DOTNET_GCDynamicAdaptationMode=0`) trial runs had 8–9 gen0 collections in 10 s " +
+                "instead of ~60 for the Redis row and the same p99 (4.9–9.8 ms). Per-request latency by send time (`--latency-csv`) shows where the slow requests are: " +
+                "in bursts at the usage writer's 200 ms batch period (writing a batch takes CPU in the gateway and in SQLite or Postgres, i.e. one of the two cores for a few ms) " +
+                "and scattered otherwise, as in the YARP row, whose own added p99 moved between −0.3 and +4.5 ms across runs on the same machine. " +
+                "The SQLite batch used to run on a thread-pool worker (Microsoft.Data.Sqlite is synchronous underneath); on a thread of its own the embedded row's added p99 " +
+                "dropped from about +7 ms to +3–5 ms in the runs before and after. Smaller batches (50 ms) did not shorten the tail; larger ones (1 s) lengthened it.");
         }
 
-        md.AppendLine("- **Latency on Redis.** Full enforcement on Redis awaits one loopback round trip (the acquire script: 8 rules, ~20 Redis calls inside Lua, ~76 µs of redis-server CPU " +
-            "per call measured with `redis-benchmark … EVALSHA`; raw `PING` round trip ~45 µs) before the router call; through StackExchange.Redis's reader thread and the thread pool " +
-            "on 2 busy cores that is ~0.2–0.3 ms at p50, and its tail is the tail of the processes (gateway, redis-server, Postgres and the rest) sharing 2 cores. " +
-            "Meeting +0.3 ms at p50 would need the rest of the gateway at YARP's cost, or limits decided locally and reconciled with Redis asynchronously (a different accuracy contract).");
+        md.AppendLine("- **Latency on Redis.** Full enforcement on Redis awaits one loopback round trip before the router call: the acquire script (8 rules, 20 Redis calls inside Lua) " +
+            "costs ~60–80 µs of redis-server time per call on an idle machine (`redis-benchmark … EVALSHA`; `string.format` costs ~1 µs a call in Redis's Lua, now 8 per admission " +
+            "instead of 20), a raw `PING` round trip ~45 µs and the client ~30 µs: ~0.15 ms before any queueing on busy cores. The bare YARP forwarder already adds ~0.15 ms at p50 " +
+            "here, and the Portal's own work in process ~0.1 ms more, so +0.3 ms at p50 is not reachable while every request waits for Redis. Reaching it needs limits decided " +
+            "without that wait (local allowances reconciled with Redis asynchronously, or the acquire overlapped with the router call), and both change what a refusal " +
+            "guarantees: a different accuracy contract, not a faster path.");
         if (Hold is { } h)
         {
             md.AppendLine($"- **Open streams.** {Mib(Math.Max(h.MaxRss, h.PeakRss))} of RSS for {h.MinOpen:N0} open streams ≈ {(h.Rss - h.IdleRss) / (double)Math.Max(1, h.MinOpen) / 1024:F0} KiB per stream above idle " +
