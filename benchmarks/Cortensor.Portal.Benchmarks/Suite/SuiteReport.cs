@@ -411,7 +411,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
                 "Fewer collections do not shorten the tail: with DATAS off (`--gateway-env DOTNET_GCDynamicAdaptationMode=0`) trial runs had 8–9 gen0 collections in 10 s " +
                 "instead of ~60 for the Redis row and the same p99 (4.9–9.8 ms). Per-request latency by send time (`--latency-csv`) shows where the slow requests are: " +
                 "in bursts at the usage writer's 200 ms batch period (writing a batch takes CPU in the gateway and in SQLite or Postgres, i.e. one of the two cores for a few ms) " +
-                "and scattered otherwise, as in the YARP row, whose own added p99 moved between −0.3 and +4.5 ms across runs on the same machine. " +
+                "and scattered otherwise, as in the YARP row, whose own added p99 moved between −0.3 and +12 ms across runs on this machine (this run included). " +
                 "The SQLite batch used to run on a thread-pool worker (Microsoft.Data.Sqlite is synchronous underneath); on a thread of its own the embedded row's added p99 " +
                 "dropped from about +7 ms to +3–5 ms in the runs before and after. Smaller batches (50 ms) did not shorten the tail; larger ones (1 s) lengthened it.");
         }
