@@ -1,4 +1,4 @@
-using Cortensor.Portal.Metering.Usage;
+using Cortensor.Portal.Storage.Tests.Postgres;
 using Microsoft.Data.Sqlite;
 
 namespace Cortensor.Portal.Storage.Tests.Sqlite;
@@ -15,38 +15,10 @@ public sealed class SqliteUsageWriteThreadTests
         // Another connection holds the write lock (BEGIN IMMEDIATE), as a migration or a second writer would.
         await using var holder = new SqliteConnection(database.Database.ConnectionString);
         await holder.OpenAsync();
-        using var command = holder.CreateCommand();
-        command.CommandText = "PRAGMA busy_timeout = 0;";
-        await command.ExecuteNonQueryAsync();
         var transaction = holder.BeginTransaction(deferred: false);
 
-        var usage = new UsageEvent
-        {
-            RequestId = "req_locked",
-            OccurredAt = DateTimeOffset.UtcNow,
-            OrgId = "org_a",
-            KeyId = "key_1",
-            Model = "llama-3",
-            Pool = "pool-a",
-            Outcome = UsageOutcome.Succeeded,
-            PromptTokens = 3,
-            CompletionTokens = 4,
-        };
-        var log = new RequestLogEntry
-        {
-            RequestId = usage.RequestId,
-            OccurredAt = usage.OccurredAt,
-            OrgId = usage.OrgId,
-            KeyId = usage.KeyId,
-            Method = "POST",
-            Path = "/v1/chat/completions",
-            Model = usage.Model,
-            StatusCode = 200,
-            LatencyMs = 42,
-        };
-
         // Before: the call itself blocked in BEGIN IMMEDIATE for up to busy_timeout (5 s) on the calling thread.
-        var write = store.Sink.WriteBatchAsync([new UsageRecord(usage, log)], CancellationToken.None);
+        var write = store.Sink.WriteBatchAsync([PostgresTestData.NewUsage("req_locked", DateTimeOffset.UtcNow, 3, 4)], CancellationToken.None);
         Assert.False(write.IsCompleted);
         Assert.Null(await store.Reader.FindUsageEventAsync("req_locked"));
 
