@@ -70,6 +70,7 @@ internal static partial class SuiteBenchmark
         {
             Directory.CreateDirectory(csvFolder);
         }
+
         var children = new List<ChildProcess>();
         RedisServerProcess? redis = null;
         PostgresServerProcess? postgres = null;
@@ -345,7 +346,7 @@ internal static partial class SuiteBenchmark
     /// <summary>The gateway's GC counters (our own gateways and YARP map <c>/_bench/gc</c>; peers do not).</summary>
     private static async Task<GcStats?> GcAsync(HttpClient client, Target target)
     {
-        if (target.Gateway is not { } gateway || target.Id == "portkey")
+        if (!target.IsOwnGateway || target.Gateway is not { } gateway)
         {
             return null;
         }
@@ -549,6 +550,9 @@ internal static partial class SuiteBenchmark
 internal sealed record Target(string Id, string Label, string Group, Uri Uri, string Key, byte[] Body, ChildProcess? Gateway, ChildProcess Upstream)
 {
     public Dictionary<string, string> Headers { get; init; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>A gateway this program serves (Portal or YARP): it maps <c>/_bench/gc</c> and takes <c>--gateway-env</c>; Portkey (node) does neither.</summary>
+    public bool IsOwnGateway => Gateway is not null && Id != "portkey";
 
     public RedisServerProcess? Redis { get; init; }
 

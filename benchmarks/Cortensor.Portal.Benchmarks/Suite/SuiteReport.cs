@@ -458,7 +458,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         (target.Id.StartsWith("portal-unkey", StringComparison.Ordinal) && settings.UnkeyLatencyMs != SuiteSettings.DefaultUnkeyLatencyMs
             ? $" --unkey-latency-ms {settings.UnkeyLatencyMs}"
             : "")
-        + (target.Gateway is null || target.Id == "portkey" ? "" : string.Concat(settings.GatewayEnvironment.Select(static v => $" --gateway-env {v.Key}={v.Value}")));
+        + (!target.IsOwnGateway ? "" : string.Concat(settings.GatewayEnvironment.Select(static v => $" --gateway-env {v.Key}={v.Value}")));
 
     private FixedRow? Row(string id, int rate) => Fixed.FirstOrDefault(r => r.Target.Id == id && r.Rate == rate && r.Result is not null);
 

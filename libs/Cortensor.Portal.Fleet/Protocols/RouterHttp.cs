@@ -352,7 +352,6 @@ internal static partial class RouterHttp
         return value.TryGetInt32(out var count) ? count : (int)Math.Clamp(Math.Round(value.GetDouble()), 0, int.MaxValue);
     }
 
-    /// <summary>Reads at most <paramref name="maxBytes"/>; <c>Truncated</c> tells whether more was there.</summary>
     /// <summary>
     /// Reads at most <paramref name="maxBytes"/> of the body into a pooled buffer (sized from Content-Length when the
     /// router sends one), so a completion costs no per-call buffers. The caller disposes the result.
