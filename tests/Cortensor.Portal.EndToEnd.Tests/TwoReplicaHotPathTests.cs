@@ -67,6 +67,14 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
         var responses = await Task.WhenAll(Enumerable.Range(0, 2 * limit).Select(i => ChatAsync(i % 2 == 0 ? httpA : httpB, key)));
 
         Assert.Equal(limit, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        foreach (var response in responses.Where(r => r.StatusCode == HttpStatusCode.OK))
+        {
+            // Each admitted answer shows its wait for the shared limiter (a real Redis round trip, never zero).
+            var timing = System.Text.RegularExpressions.Regex.Match(response.Headers.GetValues("Server-Timing").Single(), @"limits;dur=([0-9.]+)");
+            Assert.True(timing.Success);
+            Assert.True(double.Parse(timing.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0);
+        }
+
         var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
         Assert.Equal(limit, limited.Count);
         foreach (var response in limited)

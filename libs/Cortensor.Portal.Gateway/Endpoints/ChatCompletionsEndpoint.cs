@@ -43,7 +43,7 @@ internal static class ChatCompletionsEndpoint
         var prompt = PromptBuilder.Build(model.PromptFormat, messages);
         var routed = inference.Route(model, requestId, prompt, messages, model.PromptType, maxTokens, sampling);
         // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
-        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens);
+        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens, timer);
         state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var completionId = "chatcmpl-" + requestId;

@@ -46,7 +46,7 @@ internal static class CompletionsEndpoint
         // prompt_type 1 (raw): the caller wrote the prompt, the router applies no template.
         var routed = inference.Route(model, requestId, prompt, messages: null, promptType: 1, maxTokens, sampling);
         // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
-        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens);
+        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens, timer);
         state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var id = "cmpl-" + requestId;

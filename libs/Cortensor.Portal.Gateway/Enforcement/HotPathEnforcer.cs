@@ -20,7 +20,7 @@ internal sealed partial class HotPathEnforcer(
     IRateLimiter limiter,
     ILogger<HotPathEnforcer> logger)
 {
-    public async ValueTask EnforceAsync(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, CatalogModel model, int estimatedTokens)
+    public async ValueTask EnforceAsync(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, CatalogModel model, int estimatedTokens, ProcessingTimer timer)
     {
         KeyEntitlements granted;
         try
@@ -48,7 +48,9 @@ internal sealed partial class HotPathEnforcer(
             return; // no limits configured for this key
         }
 
+        var started = timer.Timestamp();
         var decision = await limiter.AcquireAsync(request, context.RequestAborted);
+        timer.LimitsDecided(started);
         state.RateLimit = decision;
         state.RateLimitLease = decision.Lease;
         RateLimitHeaders.Apply(context);

@@ -139,17 +139,24 @@ internal static class ErrorWriter
 
 /// <summary>
 /// Per-request timing for <c>openai-processing-ms</c> and <c>Server-Timing</c>
-/// (<c>gateway;dur=…, router;dur=…</c> in ms): the router's share is the call until its answer (non-stream) or its
-/// first chunk (stream), the gateway's share is everything else, so anyone can see what the gateway adds.
+/// (<c>gateway;dur=…, limits;dur=…, router;dur=…</c> in ms): the router's share is the call until its answer
+/// (non-stream) or its first chunk (stream), the gateway's share is everything else, so anyone can see what the
+/// gateway adds. <c>limits</c> is the part of the gateway's share spent waiting for the rate-limit decision (one Redis
+/// round trip in Redis mode); it is left out when no limit applied to the request.
 /// </summary>
 internal sealed class ProcessingTimer(long startTimestamp, TimeProvider time)
 {
     private long _routerStart;
     private TimeSpan _router;
+    private TimeSpan? _limits;
 
     public static ProcessingTimer Start(TimeProvider time) => new(time.GetTimestamp(), time);
 
     public TimeSpan Elapsed => time.GetElapsedTime(startTimestamp);
+
+    public long Timestamp() => time.GetTimestamp();
+
+    public void LimitsDecided(long startedAt) => _limits = time.GetElapsedTime(startedAt);
 
     public void RouterStarted() => _routerStart = time.GetTimestamp();
 
@@ -165,9 +172,10 @@ internal sealed class ProcessingTimer(long startTimestamp, TimeProvider time)
         var elapsed = Elapsed;
         var invariant = System.Globalization.CultureInfo.InvariantCulture;
         response.Headers["openai-processing-ms"] = ((long)elapsed.TotalMilliseconds).ToString(invariant);
-        var gateway = elapsed - _router;
-        response.Headers["Server-Timing"] = string.Create(invariant,
-            $"gateway;dur={Math.Max(0, gateway.TotalMilliseconds):0.###}, router;dur={_router.TotalMilliseconds:0.###}");
+        var gateway = Math.Max(0, (elapsed - _router).TotalMilliseconds);
+        response.Headers["Server-Timing"] = _limits is { } limits
+            ? string.Create(invariant, $"gateway;dur={gateway:0.###}, limits;dur={limits.TotalMilliseconds:0.###}, router;dur={_router.TotalMilliseconds:0.###}")
+            : string.Create(invariant, $"gateway;dur={gateway:0.###}, router;dur={_router.TotalMilliseconds:0.###}");
     }
 }
 
