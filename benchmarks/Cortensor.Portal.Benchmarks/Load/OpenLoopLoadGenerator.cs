@@ -13,7 +13,9 @@ namespace Cortensor.Portal.Benchmarks.Load;
 /// <remarks>
 /// The timer sleeps with microsecond resolution (<c>usleep</c>) where the platform has it, so it does not spin on a
 /// core the server needs; when it wakes late it sends every request that is due at once. How late it sent is kept
-/// per request (<see cref="LoadResult.SendLag"/>) so a generator that cannot keep up is visible.
+/// per request (<see cref="LoadResult.SendLag"/>) so a generator that cannot keep up is visible. A gateway's
+/// <c>Server-Timing</c> (<c>gateway</c>, <c>limits</c> and <c>router</c> durations) is kept per request too, so the time a gateway
+/// spent inside its own handler can be told apart from time lost outside it (queues, scheduling).
 /// </remarks>
 internal sealed class OpenLoopLoadGenerator
 {
@@ -119,6 +121,13 @@ internal sealed class OpenLoopLoadGenerator
             using var request = _createRequest();
             using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseContentRead);
             status = (int)response.StatusCode;
+            if (response.Headers.NonValidated.TryGetValues("Server-Timing", out var timing))
+            {
+                var header = timing.ToString();
+                run.GatewayMs[index] = ServerTimingHeader.Read(header, "gateway");
+                run.LimitsMs[index] = ServerTimingHeader.Read(header, "limits");
+                run.RouterMs[index] = ServerTimingHeader.Read(header, "router");
+            }
         }
         catch (HttpRequestException)
         {
@@ -155,6 +164,9 @@ internal sealed class OpenLoopLoadGenerator
         public readonly long[] Latency = new long[total];
         public readonly int[] Status = new int[total];
         public readonly long[] SendLag = new long[total];
+        public readonly double[] GatewayMs = Filled(total);
+        public readonly double[] LimitsMs = Filled(total);
+        public readonly double[] RouterMs = Filled(total);
         public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public long Start;
         private int _completed;
@@ -195,7 +207,19 @@ internal sealed class OpenLoopLoadGenerator
             }
 
             var end = completed == Total ? Volatile.Read(ref _lastEnd) : Stopwatch.GetTimestamp();
-            return new LoadResult(rate, (long[])Latency.Clone(), statuses, (long[])SendLag.Clone(), Stopwatch.GetElapsedTime(Start, end));
+            return new LoadResult(rate, (long[])Latency.Clone(), statuses, (long[])SendLag.Clone(), Stopwatch.GetElapsedTime(Start, end))
+            {
+                GatewayMs = (double[])GatewayMs.Clone(),
+                LimitsMs = (double[])LimitsMs.Clone(),
+                RouterMs = (double[])RouterMs.Clone(),
+            };
+        }
+
+        private static double[] Filled(int length)
+        {
+            var values = new double[length];
+            Array.Fill(values, double.NaN);
+            return values;
         }
     }
 
@@ -222,6 +246,15 @@ internal sealed record LoadResult(double OfferedRate, long[] Latency, int[] Stat
 
     /// <summary>Status of a request never sent (the run was cancelled).</summary>
     public const int NotSent = -4;
+
+    /// <summary>By request index: the gateway's own <c>Server-Timing</c> <c>gateway;dur</c> in ms; NaN without one.</summary>
+    public double[] GatewayMs { get; init; } = [];
+
+    /// <summary>By request index: <c>limits;dur</c> in ms (the wait for the rate-limit decision); NaN without one.</summary>
+    public double[] LimitsMs { get; init; } = [];
+
+    /// <summary>By request index: <c>router;dur</c> in ms (the upstream call as the gateway saw it); NaN without one.</summary>
+    public double[] RouterMs { get; init; } = [];
 
     public int Requests => Status.Length;
 
