@@ -1,4 +1,3 @@
-using System.Text;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Redis.Configuration;
 using Cortensor.Portal.Redis.Internal;
@@ -122,31 +121,44 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
         var request = lease.Request;
         var delta = (long)actualTokens - request.Tokens;
-        var keys = new List<RedisKey>();
-        var args = new List<RedisValue> { request.RequestId, delta };
+        var count = 0;
         foreach (var partition in request.Partitions)
         {
             foreach (var rule in partition.Rules)
             {
-                if (rule.Class == RateLimitClass.Concurrency || (rule.Class == RateLimitClass.Tokens && delta != 0))
-                {
-                    keys.Add(GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name));
-                    args.Add(ClassCode(rule.Class));
-                    args.Add(rule.Quota);
-                    args.Add(RateLimitConventions.ToMicroseconds(rule.Window));
-                }
+                count += Settles(rule, delta) ? 1 : 0;
             }
         }
 
-        if (keys.Count == 0)
+        if (count == 0)
         {
             return;
+        }
+
+        var keys = new RedisKey[count];
+        var args = new RedisValue[2 + (3 * count)];
+        args[0] = request.RequestId;
+        args[1] = delta;
+        var i = 0;
+        foreach (var partition in request.Partitions)
+        {
+            foreach (var rule in partition.Rules)
+            {
+                if (Settles(rule, delta))
+                {
+                    keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
+                    args[2 + (3 * i)] = ClassCode(rule.Class);
+                    args[3 + (3 * i)] = rule.Quota;
+                    args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                    i++;
+                }
+            }
         }
 
         try
         {
             await RedisCalls.WithTimeout(
-                EvaluateAsync(RedisRateLimitScripts.ReleaseSha1, RedisRateLimitScripts.Release, [.. keys], [.. args]),
+                EvaluateAsync(RedisRateLimitScripts.ReleaseSha1, RedisRateLimitScripts.Release, keys, args),
                 _timeout,
                 CancellationToken.None).ConfigureAwait(false);
         }
@@ -164,13 +176,20 @@ public sealed partial class RedisRateLimiter : IRateLimiter
     /// <returns>The key.</returns>
     public RedisKey GetKey(string hashTag, string scope, string id, string rule)
     {
-        var builder = new StringBuilder(_prefix.Length + hashTag.Length + scope.Length + id.Length + rule.Length + 8);
-        builder.Append(_prefix).Append("rl:{");
-        AppendEscaped(builder, hashTag).Append("}:");
-        AppendEscaped(builder, scope).Append(':');
-        AppendEscaped(builder, id).Append(':');
-        AppendEscaped(builder, rule);
-        return builder.ToString();
+        // One exact-size string per key (no StringBuilder): this runs for every rule of every request.
+        var length = _prefix.Length + 4 + EscapedLength(hashTag) + 2 + EscapedLength(scope) + 1 + EscapedLength(id) + 1 + EscapedLength(rule);
+        return string.Create(length, (_prefix, hashTag, scope, id, rule), static (span, parts) =>
+        {
+            var at = Append(span, 0, parts._prefix);
+            at = Append(span, at, "rl:{");
+            at = AppendEscaped(span, at, parts.hashTag);
+            at = Append(span, at, "}:");
+            at = AppendEscaped(span, at, parts.scope);
+            span[at++] = ':';
+            at = AppendEscaped(span, at, parts.id);
+            span[at++] = ':';
+            AppendEscaped(span, at, parts.rule);
+        });
     }
 
     /// <summary>Runs a script by its SHA-1 (EVALSHA); when Redis does not know it (a restart or SCRIPT FLUSH), by its text once.</summary>
@@ -188,22 +207,54 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         }
     }
 
-    private static StringBuilder AppendEscaped(StringBuilder builder, string value)
+    private static int EscapedLength(string value)
+    {
+        var length = value.Length;
+        foreach (var c in value)
+        {
+            if (c is '%' or ':' or '{' or '}')
+            {
+                length += 2;
+            }
+        }
+
+        return length;
+    }
+
+    private static int Append(Span<char> span, int at, string value)
+    {
+        value.CopyTo(span[at..]);
+        return at + value.Length;
+    }
+
+    private static int AppendEscaped(Span<char> span, int at, string value)
     {
         foreach (var c in value)
         {
-            _ = c switch
+            var escape = c switch
             {
-                '%' => builder.Append("%25"),
-                ':' => builder.Append("%3A"),
-                '{' => builder.Append("%7B"),
-                '}' => builder.Append("%7D"),
-                _ => builder.Append(c),
+                '%' => "%25",
+                ':' => "%3A",
+                '{' => "%7B",
+                '}' => "%7D",
+                _ => null,
             };
+            if (escape is null)
+            {
+                span[at++] = c;
+            }
+            else
+            {
+                at = Append(span, at, escape);
+            }
         }
 
-        return builder;
+        return at;
     }
+
+    /// <summary>Whether releasing touches this rule: concurrency slots always, token rules when the actual count differs from the charge.</summary>
+    private static bool Settles(RateLimitRule rule, long delta) =>
+        rule.Class == RateLimitClass.Concurrency || (rule.Class == RateLimitClass.Tokens && delta != 0);
 
     private static string ClassCode(RateLimitClass value) => value switch
     {
