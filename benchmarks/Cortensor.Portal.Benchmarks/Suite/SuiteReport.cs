@@ -517,6 +517,11 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
 
             text.Append(". The Redis wait comes on top of the hop, and by itself it is ");
             text.Append(redis.Limits50 >= 0.3 ? "already at or above the whole 0.3 ms budget" : FormattableString.Invariant($"{redis.Limits50 / 0.3:P0} of the whole 0.3 ms budget"));
+            if (!double.IsNaN(AddedMs("portal")))
+            {
+                text.Append(CultureInfo.InvariantCulture, $" (with the embedded row's added p50: {Math.Round(AddedMs("portal"), 3) + Math.Round(redis.Limits50, 3):F3} ms)");
+            }
+
             text.Append(". ");
         }
 
