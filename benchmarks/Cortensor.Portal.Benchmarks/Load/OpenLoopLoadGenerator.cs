@@ -298,4 +298,18 @@ internal sealed class LatencyDistribution
     }
 
     public double MaxMilliseconds => Milliseconds(1);
+
+    /// <summary>The nearest-rank <paramref name="p"/> quantile (0..1) of plain values; NaN without values. Does not change <paramref name="values"/>.</summary>
+    public static double NearestRank(double[] values, double p)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Length == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = (double[])values.Clone();
+        Array.Sort(sorted);
+        return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+    }
 }

@@ -427,17 +427,7 @@ internal static partial class SuiteBenchmark
         return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)] * 1000.0 / Stopwatch.Frequency;
     }
 
-    internal static double Percentile(double[] values, double p)
-    {
-        if (values.Length == 0)
-        {
-            return double.NaN;
-        }
-
-        var sorted = (double[])values.Clone();
-        Array.Sort(sorted);
-        return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
-    }
+    internal static double Percentile(double[] values, double p) => LatencyDistribution.NearestRank(values, p);
 
     internal static string Ms(double value) => double.IsNaN(value) ? "—" : value.ToString(value < 10 ? "F3" : "F1", CultureInfo.InvariantCulture);
 

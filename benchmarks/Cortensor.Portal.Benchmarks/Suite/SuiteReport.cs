@@ -285,7 +285,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
     /// </summary>
     private static void LoadTimingTable(StringBuilder md, List<FixedRow> rows)
     {
-        var timed = rows.Select(static r => (Row: r, Split: LoadSplit.Of(r))).Where(static t => t.Split is not null).ToList();
+        var timed = rows.Select(static r => (Row: r, Split: LoadSplit.Of(r.Result))).Where(static t => t.Split is not null).ToList();
         if (timed.Count == 0)
         {
             return;
@@ -303,33 +303,6 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         }
 
         md.AppendLine();
-    }
-
-    /// <summary>Medians (and p99) of one fixed-rate row's Server-Timing split, in ms; the Tail* values are medians over the slowest 1 %.</summary>
-    private sealed record LoadSplit(
-        double Gateway50, double Gateway99, double Limits50, double Limits99, double Router50, double Outside50,
-        double TailLatency, double TailGateway, double TailLimits, double TailRouter, double TailOutside)
-    {
-        /// <summary>The split of a row whose gateway sent Server-Timing; null otherwise.</summary>
-        public static LoadSplit? Of(FixedRow? row)
-        {
-            if (row?.Result is not { } r || !r.GatewayMs.Any(static ms => !double.IsNaN(ms)))
-            {
-                return null;
-            }
-
-            var answered = Enumerable.Range(0, r.Requests).Where(i => r.Status[i] == 200 && !double.IsNaN(r.GatewayMs[i])).ToList();
-            double Latency(int i) => r.Latency[i] * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
-            double Outside(int i) => Latency(i) - r.GatewayMs[i] - (double.IsNaN(r.RouterMs[i]) ? 0 : r.RouterMs[i]);
-            double P(IEnumerable<int> set, Func<int, double> value, double p) => Percentile([.. set.Select(value).Where(static v => !double.IsNaN(v))], p);
-            var cut = P(answered, Latency, 0.99);
-            var tail = answered.Where(i => Latency(i) >= cut).ToList();
-            return new LoadSplit(
-                P(answered, i => r.GatewayMs[i], 0.5), P(answered, i => r.GatewayMs[i], 0.99),
-                P(answered, i => r.LimitsMs[i], 0.5), P(answered, i => r.LimitsMs[i], 0.99),
-                P(answered, i => r.RouterMs[i], 0.5), P(answered, Outside, 0.5),
-                P(tail, Latency, 0.5), P(tail, i => r.GatewayMs[i], 0.5), P(tail, i => r.LimitsMs[i], 0.5), P(tail, i => r.RouterMs[i], 0.5), P(tail, Outside, 0.5));
-        }
     }
 
     private void TimingTable(StringBuilder md)
@@ -471,7 +444,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
                 "and scattered otherwise, as in the YARP row, whose own added p99 moved between −0.3 and +12 ms across runs on this machine (this run included). " +
                 "The SQLite batch used to run on a thread-pool worker (Microsoft.Data.Sqlite is synchronous underneath); on a thread of its own the embedded row's added p99 " +
                 "dropped from about +7 ms to +3–5 ms in the runs before and after. Smaller batches (50 ms) did not shorten the tail; larger ones (1 s) lengthened it." +
-                (LoadSplit.Of(portalGc) is { } tail
+                (LoadSplit.Of(portalGc.Result) is { } tail
                     ? FormattableString.Invariant($" In this run the embedded row's slowest 1 % (median {tail.TailLatency:F3} ms) spent a median {tail.TailGateway:F3} ms in the gateway's handler, {tail.TailRouter:F3} ms in the router call and {tail.TailOutside:F3} ms outside both (Server-Timing table above)") +
                       (tail.TailGateway < 0.1 * tail.TailLatency ? ": the gateway's own code is a small part of the tail; the rest is the router hop and waiting outside the handler." : ": the gateway's handler is a sizeable part of the tail.")
                     : ""));
@@ -492,8 +465,8 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
     private void RedisLatency(StringBuilder md)
     {
         var direct = Row("direct", 1000);
-        var redis = LoadSplit.Of(Row("portal-redis-pg", 1000));
-        var embedded = LoadSplit.Of(Row("portal", 1000));
+        var redis = LoadSplit.Of(Row("portal-redis-pg", 1000)?.Result);
+        var embedded = LoadSplit.Of(Row("portal", 1000)?.Result);
         double AddedMs(string id) => Row(id, 1000) is { } row && direct is not null
             ? new LatencyDistribution(row.Result!.AnsweredLatencies).Milliseconds(0.5) - new LatencyDistribution(direct.Result!.AnsweredLatencies).Milliseconds(0.5)
             : double.NaN;
