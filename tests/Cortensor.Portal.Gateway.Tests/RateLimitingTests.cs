@@ -235,4 +235,32 @@ public sealed class RateLimitingTests : IAsyncLifetime
             await Task.Delay(20);
         }
     }
+
+    [Fact]
+    public async Task EveryRuleClass_HeadersListEachPolicyInOrder_AndOpenAIHeadersPickTheTightest()
+    {
+        var host = await StartAsync(o =>
+        {
+            o.Defaults.Key.RequestsPerSecond = 10;
+            o.Defaults.Key.RequestsPerMinute = 600;
+            o.Defaults.Key.TokensPerMinute = 100_000;
+            o.Defaults.Key.ConcurrentRequests = 4;
+            o.Defaults.Org.RequestsPerMinute = 1200;
+        });
+        var key = await host.IssueKeyAsync();
+
+        var ok = await host.ChatAsync(Http.Chat(), key);
+
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(
+            "\"key-rps\";q=10;w=1, \"key-rpm\";q=600;w=60, \"key-tpm\";q=100000;qu=\"tokens\";w=60, \"key-concurrency\";q=4;qu=\"concurrent-requests\", \"org-rpm\";q=1200;w=60",
+            ok.Headers.GetValues("RateLimit-Policy").Single());
+        Assert.Matches(
+            "^\"key-rps\";r=9;t=1, \"key-rpm\";r=599;t=1, \"key-tpm\";r=[0-9]+;t=[0-9]+, \"key-concurrency\";r=3, \"org-rpm\";r=1199;t=1$",
+            ok.Headers.GetValues("RateLimit").Single());
+        Assert.Equal("10", ok.Headers.GetValues("x-ratelimit-limit-requests").Single()); // rps has the fewest left
+        Assert.Equal("9", ok.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        Assert.Equal("100ms", ok.Headers.GetValues("x-ratelimit-reset-requests").Single());
+        Assert.Equal("100000", ok.Headers.GetValues("x-ratelimit-limit-tokens").Single());
+    }
 }

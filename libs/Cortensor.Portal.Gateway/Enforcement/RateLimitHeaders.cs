@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Keys;
@@ -42,8 +43,8 @@ internal static class RateLimitHeaders
         var headers = context.Response.Headers;
         headers[Policy] = Join(counters.Count > 0 ? FormatPolicy(counters) : "", FormatProviderPolicy(provided));
         headers[State] = Join(counters.Count > 0 ? FormatState(counters) : "", FormatProviderState(provided));
-        WriteOpenAIHeaders(headers, counters, RateLimitClass.Requests, "requests");
-        WriteOpenAIHeaders(headers, counters, RateLimitClass.Tokens, "tokens");
+        WriteOpenAIHeaders(headers, counters, RateLimitClass.Requests, OpenAIHeaderNames.Requests);
+        WriteOpenAIHeaders(headers, counters, RateLimitClass.Tokens, OpenAIHeaderNames.Tokens);
     }
 
     /// <summary><c>RateLimit-Policy</c> items of provider-checked limits: <c>"unkey-requests";q=100;w=60</c>.</summary>
@@ -87,50 +88,61 @@ internal static class RateLimitHeaders
 
     public static string FormatPolicy(IReadOnlyList<RateLimitCounter> counters)
     {
-        var text = new StringBuilder();
-        foreach (var counter in counters)
+        // Written on every counted response: one string, built in a stack buffer (no StringBuilder and its chunks).
+        var text = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[512]);
+        for (var i = 0; i < counters.Count; i++)
         {
-            if (text.Length > 0)
+            var counter = counters[i];
+            if (i > 0)
             {
-                text.Append(", ");
+                text.AppendLiteral(", ");
             }
 
-            text.Append('"').Append(counter.Policy).Append("\";q=").Append(counter.Rule.Quota.ToString(CultureInfo.InvariantCulture));
+            text.AppendLiteral("\"");
+            text.AppendFormatted(counter.Policy);
+            text.AppendLiteral("\";q=");
+            text.AppendFormatted(counter.Rule.Quota);
             switch (counter.Rule.Class)
             {
                 case RateLimitClass.Tokens:
                     // Not a registered unit of the draft; named so a client can tell token policies apart.
-                    text.Append(";qu=\"tokens\"");
+                    text.AppendLiteral(";qu=\"tokens\"");
                     break;
                 case RateLimitClass.Concurrency:
-                    text.Append(";qu=\"concurrent-requests\"");
+                    text.AppendLiteral(";qu=\"concurrent-requests\"");
                     continue; // no window
             }
 
-            text.Append(";w=").Append(Seconds(counter.Rule.Window).ToString(CultureInfo.InvariantCulture));
+            text.AppendLiteral(";w=");
+            text.AppendFormatted(Seconds(counter.Rule.Window));
         }
 
-        return text.ToString();
+        return text.ToStringAndClear();
     }
 
     public static string FormatState(IReadOnlyList<RateLimitCounter> counters)
     {
-        var text = new StringBuilder();
-        foreach (var counter in counters)
+        var text = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[512]);
+        for (var i = 0; i < counters.Count; i++)
         {
-            if (text.Length > 0)
+            var counter = counters[i];
+            if (i > 0)
             {
-                text.Append(", ");
+                text.AppendLiteral(", ");
             }
 
-            text.Append('"').Append(counter.Policy).Append("\";r=").Append(Math.Max(0, counter.Remaining).ToString(CultureInfo.InvariantCulture));
+            text.AppendLiteral("\"");
+            text.AppendFormatted(counter.Policy);
+            text.AppendLiteral("\";r=");
+            text.AppendFormatted(Math.Max(0, counter.Remaining));
             if (counter.Rule.Class != RateLimitClass.Concurrency)
             {
-                text.Append(";t=").Append(Seconds(counter.Reset).ToString(CultureInfo.InvariantCulture));
+                text.AppendLiteral(";t=");
+                text.AppendFormatted(Seconds(counter.Reset));
             }
         }
 
-        return text.ToString();
+        return text.ToStringAndClear();
     }
 
     /// <summary>Go-style duration, as OpenAI sends it: <c>0s</c>, <c>12ms</c>, <c>1.5s</c>, <c>6m0s</c>, <c>1h2m3s</c>.</summary>
@@ -163,11 +175,12 @@ internal static class RateLimitHeaders
         return text.ToString();
     }
 
-    private static void WriteOpenAIHeaders(IHeaderDictionary headers, IReadOnlyList<RateLimitCounter> counters, RateLimitClass rateClass, string suffix)
+    private static void WriteOpenAIHeaders(IHeaderDictionary headers, IReadOnlyList<RateLimitCounter> counters, RateLimitClass rateClass, OpenAIHeaderNames names)
     {
         RateLimitCounter? tightest = null;
-        foreach (var counter in counters)
+        for (var i = 0; i < counters.Count; i++)
         {
+            var counter = counters[i];
             if (counter.Rule.Class == rateClass && (tightest is null || counter.Remaining < tightest.Remaining))
             {
                 tightest = counter;
@@ -179,9 +192,17 @@ internal static class RateLimitHeaders
             return;
         }
 
-        headers["x-ratelimit-limit-" + suffix] = tightest.Rule.Quota.ToString(CultureInfo.InvariantCulture);
-        headers["x-ratelimit-remaining-" + suffix] = Math.Max(0, tightest.Remaining).ToString(CultureInfo.InvariantCulture);
-        headers["x-ratelimit-reset-" + suffix] = GoDuration(tightest.Reset);
+        headers[names.Limit] = tightest.Rule.Quota.ToString(CultureInfo.InvariantCulture);
+        headers[names.Remaining] = Math.Max(0, tightest.Remaining).ToString(CultureInfo.InvariantCulture);
+        headers[names.Reset] = GoDuration(tightest.Reset);
+    }
+
+    /// <summary>OpenAI's header names for one class of limit, built once.</summary>
+    private sealed record OpenAIHeaderNames(string Limit, string Remaining, string Reset)
+    {
+        public static readonly OpenAIHeaderNames Requests = new("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests");
+
+        public static readonly OpenAIHeaderNames Tokens = new("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens");
     }
 
     /// <summary>Whole seconds, rounded up (a client waiting this long is never early).</summary>

@@ -17,7 +17,29 @@ public static class RateLimitConventions
     /// <param name="scope">The partition's scope (<c>key</c>, <c>org</c>).</param>
     /// <param name="ruleName">The rule's name (<c>rpm</c>, ...).</param>
     /// <returns>For example <c>key-rpm</c>.</returns>
-    public static string PolicyName(string scope, string ruleName) => string.Concat(scope, "-", ruleName);
+    public static string PolicyName(string scope, string ruleName)
+    {
+        ArgumentNullException.ThrowIfNull(scope);
+        ArgumentNullException.ThrowIfNull(ruleName);
+
+        // Every decision names every rule; the names come from a handful of scopes and rules, so they are built once.
+        if (PolicyNames.TryGetValue((scope, ruleName), out var name))
+        {
+            return name;
+        }
+
+        name = string.Concat(scope, "-", ruleName);
+        if (PolicyNames.Count < MaxCachedPolicyNames)
+        {
+            PolicyNames.TryAdd((scope, ruleName), name);
+        }
+
+        return name;
+    }
+
+    private const int MaxCachedPolicyNames = 256;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string Scope, string Rule), string> PolicyNames = new();
 
     /// <summary>A duration in whole microseconds (truncated), the unit of <see cref="Gcra"/>.</summary>
     /// <param name="value">The duration.</param>

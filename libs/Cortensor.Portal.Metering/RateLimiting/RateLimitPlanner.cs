@@ -99,38 +99,59 @@ public sealed class RateLimitPlanner
         };
     }
 
-    private static List<RateLimitRule>? Rules(RateLimitLimits? tier, RateLimitLimits? overrides)
+    private static RateLimitRule[]? Rules(RateLimitLimits? tier, RateLimitLimits? overrides)
     {
-        var rps = overrides?.RequestsPerSecond ?? tier?.RequestsPerSecond;
-        var rpm = overrides?.RequestsPerMinute ?? tier?.RequestsPerMinute;
-        var tpm = overrides?.TokensPerMinute ?? tier?.TokensPerMinute;
-        var concurrency = overrides?.ConcurrentRequests ?? tier?.ConcurrentRequests;
-        if (rps is null && rpm is null && tpm is null && concurrency is null)
+        var limits = new RuleValues(
+            overrides?.RequestsPerSecond ?? tier?.RequestsPerSecond,
+            overrides?.RequestsPerMinute ?? tier?.RequestsPerMinute,
+            overrides?.TokensPerMinute ?? tier?.TokensPerMinute,
+            overrides?.ConcurrentRequests ?? tier?.ConcurrentRequests);
+        if (limits == default)
         {
             return null;
         }
 
+        // Every request plans its rules; they depend only on these four values, so each set is built once (bounded:
+        // a deployment has a handful of plans and overrides).
+        if (RuleSets.TryGetValue(limits, out var cached))
+        {
+            return cached;
+        }
+
         var rules = new List<RateLimitRule>(4);
-        if (rps is { } perSecond)
+        if (limits.Rps is { } perSecond)
         {
             rules.Add(new RateLimitRule(RequestsPerSecondRule, RateLimitClass.Requests, perSecond, Second));
         }
 
-        if (rpm is { } perMinute)
+        if (limits.Rpm is { } perMinute)
         {
             rules.Add(new RateLimitRule(RequestsPerMinuteRule, RateLimitClass.Requests, perMinute, Minute));
         }
 
-        if (tpm is { } tokensPerMinute)
+        if (limits.Tpm is { } tokensPerMinute)
         {
             rules.Add(new RateLimitRule(TokensPerMinuteRule, RateLimitClass.Tokens, tokensPerMinute, Minute));
         }
 
-        if (concurrency is { } concurrent)
+        if (limits.Concurrency is { } concurrent)
         {
             rules.Add(new RateLimitRule(ConcurrencyRule, RateLimitClass.Concurrency, concurrent, TimeSpan.Zero));
         }
 
-        return rules;
+        RateLimitRule[] built = [.. rules];
+        if (RuleSets.Count < MaxCachedRuleSets)
+        {
+            RuleSets.TryAdd(limits, built);
+        }
+
+        return built;
     }
+
+    private const int MaxCachedRuleSets = 1024;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<RuleValues, RateLimitRule[]> RuleSets = new();
+
+    /// <summary>The four limits of one partition after overrides (null: not limited).</summary>
+    private readonly record struct RuleValues(long? Rps, long? Rpm, long? Tpm, long? Concurrency);
 }
