@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Cortensor.Portal.Benchmarks.Load;
 
 namespace Cortensor.Portal.Benchmarks.Tests;
@@ -6,12 +5,10 @@ namespace Cortensor.Portal.Benchmarks.Tests;
 /// <summary>The per-request CSV of a fixed-rate row.</summary>
 public sealed class LatencyCsvTests
 {
-    private static long Ms(double ms) => (long)Math.Round(ms * Stopwatch.Frequency / 1000.0);
-
     [Fact]
     public async Task WriteAsync_OneLinePerRequest_ServerTimingEmptyWhenAbsent()
     {
-        var run = new LoadResult(500, [Ms(1.5), Ms(12)], [200, 503], [0, Ms(0.25)], TimeSpan.FromSeconds(1))
+        var run = new LoadResult(500, [Ticks.FromMs(1.5), Ticks.FromMs(12)], [200, 503], [0, Ticks.FromMs(0.25)], TimeSpan.FromSeconds(1))
         {
             GatewayMs = [0.1, double.NaN],
             LimitsMs = [0.05, double.NaN],

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Cortensor.Portal.Benchmarks.Load;
 
 namespace Cortensor.Portal.Benchmarks.Tests;
@@ -6,13 +5,11 @@ namespace Cortensor.Portal.Benchmarks.Tests;
 /// <summary>Nearest-rank percentiles of the load generator's latencies (Stopwatch ticks in, milliseconds out).</summary>
 public sealed class LatencyDistributionTests
 {
-    private static long Ms(double ms) => (long)Math.Round(ms * Stopwatch.Frequency / 1000.0);
-
     [Fact]
     public void Percentiles_NearestRank_OfOneToHundredMilliseconds()
     {
         // Shuffled on purpose: the distribution sorts.
-        var samples = Enumerable.Range(1, 100).Select(static i => Ms(i)).Reverse().ToArray();
+        var samples = Enumerable.Range(1, 100).Select(static i => Ticks.FromMs(i)).Reverse().ToArray();
         var distribution = new LatencyDistribution(samples);
 
         Assert.Equal(100, distribution.Count);
@@ -26,7 +23,7 @@ public sealed class LatencyDistributionTests
     [Fact]
     public void Percentile_OfFewSamples_RoundsTheRankUp()
     {
-        var distribution = new LatencyDistribution([Ms(1), Ms(2), Ms(3)]);
+        var distribution = new LatencyDistribution([Ticks.FromMs(1), Ticks.FromMs(2), Ticks.FromMs(3)]);
 
         Assert.Equal(2, distribution.Milliseconds(0.5), 6); // rank ceil(1.5) = 2
         Assert.Equal(3, distribution.Milliseconds(0.99), 6);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Cortensor.Portal.Benchmarks.Load;
 
 namespace Cortensor.Portal.Benchmarks.Tests;
@@ -6,8 +5,6 @@ namespace Cortensor.Portal.Benchmarks.Tests;
 /// <summary>The split of a run's latency into gateway, limits, router and "outside", as BENCHMARKS.md reports it.</summary>
 public sealed class LoadSplitTests
 {
-    private static long Ms(double ms) => (long)Math.Round(ms * Stopwatch.Frequency / 1000.0);
-
     /// <summary>100 answers: 98 of 1 ms (gateway 0.1, limits 0.05, router 0.5), two slow ones, and one 503 that must not count.</summary>
     private static LoadResult Run()
     {
@@ -21,10 +18,10 @@ public sealed class LoadSplitTests
         {
             (latency[i], status[i], gateway[i], limits[i], router[i]) = i switch
             {
-                0 => (Ms(10), 200, 0.2, 0.1, 2.0), // slow: 7.8 ms outside
-                1 => (Ms(20), 200, 6.0, 5.5, 4.0), // slower: the limiter waited; 10 ms outside
-                2 => (Ms(50), 503, double.NaN, double.NaN, double.NaN),
-                _ => (Ms(1), 200, 0.1, 0.05, 0.5),
+                0 => (Ticks.FromMs(10), 200, 0.2, 0.1, 2.0), // slow: 7.8 ms outside
+                1 => (Ticks.FromMs(20), 200, 6.0, 5.5, 4.0), // slower: the limiter waited; 10 ms outside
+                2 => (Ticks.FromMs(50), 503, double.NaN, double.NaN, double.NaN),
+                _ => (Ticks.FromMs(1), 200, 0.1, 0.05, 0.5),
             };
         }
 
@@ -61,7 +58,7 @@ public sealed class LoadSplitTests
     [Fact]
     public void Of_RunWithoutServerTiming_IsNull()
     {
-        var run = new LoadResult(1000, [Ms(1)], [200], [0], TimeSpan.FromSeconds(1)) { GatewayMs = [double.NaN], LimitsMs = [double.NaN], RouterMs = [double.NaN] };
+        var run = new LoadResult(1000, [Ticks.FromMs(1)], [200], [0], TimeSpan.FromSeconds(1)) { GatewayMs = [double.NaN], LimitsMs = [double.NaN], RouterMs = [double.NaN] };
 
         Assert.Null(LoadSplit.Of(run));
         Assert.Null(LoadSplit.Of(null));

@@ -93,14 +93,8 @@ internal static class RateLimitHeaders
         for (var i = 0; i < counters.Count; i++)
         {
             var counter = counters[i];
-            if (i > 0)
-            {
-                text.AppendLiteral(", ");
-            }
-
-            text.AppendLiteral("\"");
-            text.AppendFormatted(counter.Policy);
-            text.AppendLiteral("\";q=");
+            BeginItem(ref text, i, counter.Policy);
+            text.AppendLiteral(";q=");
             text.AppendFormatted(counter.Rule.Quota);
             switch (counter.Rule.Class)
             {
@@ -126,14 +120,8 @@ internal static class RateLimitHeaders
         for (var i = 0; i < counters.Count; i++)
         {
             var counter = counters[i];
-            if (i > 0)
-            {
-                text.AppendLiteral(", ");
-            }
-
-            text.AppendLiteral("\"");
-            text.AppendFormatted(counter.Policy);
-            text.AppendLiteral("\";r=");
+            BeginItem(ref text, i, counter.Policy);
+            text.AppendLiteral(";r=");
             text.AppendFormatted(Math.Max(0, counter.Remaining));
             if (counter.Rule.Class != RateLimitClass.Concurrency)
             {
@@ -143,6 +131,19 @@ internal static class RateLimitHeaders
         }
 
         return text.ToStringAndClear();
+    }
+
+    /// <summary>Starts item <paramref name="index"/> of a structured-field list: the separator, then the quoted policy name.</summary>
+    private static void BeginItem(ref DefaultInterpolatedStringHandler text, int index, string policy)
+    {
+        if (index > 0)
+        {
+            text.AppendLiteral(", ");
+        }
+
+        text.AppendLiteral("\"");
+        text.AppendFormatted(policy);
+        text.AppendLiteral("\"");
     }
 
     /// <summary>Go-style duration, as OpenAI sends it: <c>0s</c>, <c>12ms</c>, <c>1.5s</c>, <c>6m0s</c>, <c>1h2m3s</c>.</summary>

@@ -13,6 +13,10 @@ public static class RateLimitConventions
     /// <value>1 second.</value>
     public static readonly TimeSpan ConcurrencyRetryAfter = TimeSpan.FromSeconds(1);
 
+    private const int MaxCachedPolicyNames = 256;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string Scope, string Rule), string> PolicyNames = new();
+
     /// <summary>The policy name of a rule in <see cref="RateLimitCounter.Policy"/> and the headers: <c>{scope}-{rule name}</c>.</summary>
     /// <param name="scope">The partition's scope (<c>key</c>, <c>org</c>).</param>
     /// <param name="ruleName">The rule's name (<c>rpm</c>, ...).</param>
@@ -37,9 +41,6 @@ public static class RateLimitConventions
         return name;
     }
 
-    private const int MaxCachedPolicyNames = 256;
-
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string Scope, string Rule), string> PolicyNames = new();
 
     /// <summary>A duration in whole microseconds (truncated), the unit of <see cref="Gcra"/>.</summary>
     /// <param name="value">The duration.</param>

@@ -36,6 +36,10 @@ public sealed class RateLimitPlanner
     private static readonly TimeSpan Second = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan Minute = TimeSpan.FromMinutes(1);
 
+    private const int MaxCachedRuleSets = 1024;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<RuleValues, RateLimitRule[]> RuleSets = new();
+
     private readonly IOptionsMonitor<RateLimitingOptions> _options;
 
     /// <summary>Creates a planner.</summary>
@@ -147,10 +151,6 @@ public sealed class RateLimitPlanner
 
         return built;
     }
-
-    private const int MaxCachedRuleSets = 1024;
-
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<RuleValues, RateLimitRule[]> RuleSets = new();
 
     /// <summary>The four limits of one partition after overrides (null: not limited).</summary>
     private readonly record struct RuleValues(long? Rps, long? Rpm, long? Tpm, long? Concurrency);
