@@ -57,7 +57,7 @@ internal sealed record SuiteSettings
     /// </summary>
     public IReadOnlyDictionary<string, string> GatewayEnvironment { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
 
-    /// <summary>A folder for one CSV per fixed-rate row (<c>{row}-{rate}.csv</c>: request index, scheduled send offset, latency, send lag); null = none.</summary>
+    /// <summary>A folder for one CSV per fixed-rate row (<c>{row}-{rate}.csv</c>, columns as in <see cref="Load.LatencyCsv.Header"/>); null = none.</summary>
     public string? LatencyCsvDirectory { get; init; }
 
     public static SuiteSettings Parse(ReadOnlySpan<string> args)

@@ -41,7 +41,6 @@ public static class RateLimitConventions
         return name;
     }
 
-
     /// <summary>A duration in whole microseconds (truncated), the unit of <see cref="Gcra"/>.</summary>
     /// <param name="value">The duration.</param>
     /// <returns>Microseconds.</returns>
