@@ -52,29 +52,24 @@ internal sealed class RedisCommandCounter : IAsyncDisposable
 
     /// <summary>Calls per command (lower case, e.g. <c>evalsha</c>, <c>config|set</c>) since the server started.</summary>
     public async Task<Dictionary<string, long>> CommandCallsAsync()
+        => (await CommandStatsAsync()).ToDictionary(static c => c.Key, static c => c.Value.Calls, StringComparer.Ordinal);
+
+    /// <summary>Calls and server time per command (lower case) since the server started (<c>INFO commandstats</c>).</summary>
+    public async Task<Dictionary<string, CommandStat>> CommandStatsAsync()
     {
-        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
+        var stats = new Dictionary<string, CommandStat>(StringComparer.Ordinal);
         foreach (var group in await _server.InfoAsync("commandstats"))
         {
             foreach (var (key, value) in group)
             {
-                if (!key.StartsWith("cmdstat_", StringComparison.Ordinal))
+                if (key.StartsWith("cmdstat_", StringComparison.Ordinal))
                 {
-                    continue;
-                }
-
-                // calls=123,usec=456,usec_per_call=3.70,rejected_calls=0,failed_calls=0
-                foreach (var part in value.Split(','))
-                {
-                    if (part.StartsWith("calls=", StringComparison.Ordinal))
-                    {
-                        calls[key["cmdstat_".Length..]] = long.Parse(part.AsSpan("calls=".Length), NumberStyles.None, CultureInfo.InvariantCulture);
-                    }
+                    stats[key["cmdstat_".Length..]] = CommandStat.Parse(value);
                 }
             }
         }
 
-        return calls;
+        return stats;
     }
 
     public static Dictionary<string, long> Subtract(Dictionary<string, long> after, Dictionary<string, long> before)
@@ -130,4 +125,36 @@ internal sealed class RedisCommandCounter : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _admin.DisposeAsync();
+}
+
+/// <summary>One command's totals in <c>INFO commandstats</c>: how often redis-server ran it and for how long in all.</summary>
+/// <param name="Calls">Times run.</param>
+/// <param name="Microseconds">Server time spent in it, µs (for a script: the whole script, its inner commands included).</param>
+internal readonly record struct CommandStat(long Calls, long Microseconds)
+{
+    /// <summary>Mean server time per call, µs (0 when never called).</summary>
+    public double MicrosecondsPerCall => Calls == 0 ? 0 : (double)Microseconds / Calls;
+
+    public static CommandStat operator -(CommandStat after, CommandStat before) => new(after.Calls - before.Calls, after.Microseconds - before.Microseconds);
+
+    /// <summary>Parses the value of a <c>cmdstat_*</c> line: <c>calls=123,usec=456,usec_per_call=3.70,rejected_calls=0,failed_calls=0</c>.</summary>
+    /// <exception cref="FormatException">The value has no <c>calls=</c> or no <c>usec=</c> field.</exception>
+    public static CommandStat Parse(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        long? calls = null, usec = null;
+        foreach (var part in value.Split(','))
+        {
+            if (part.StartsWith("calls=", StringComparison.Ordinal))
+            {
+                calls = long.Parse(part.AsSpan("calls=".Length), NumberStyles.None, CultureInfo.InvariantCulture);
+            }
+            else if (part.StartsWith("usec=", StringComparison.Ordinal))
+            {
+                usec = long.Parse(part.AsSpan("usec=".Length), NumberStyles.None, CultureInfo.InvariantCulture);
+            }
+        }
+
+        return calls is { } c && usec is { } u ? new CommandStat(c, u) : throw new FormatException($"Not a commandstats value: '{value}'.");
+    }
 }

@@ -153,6 +153,7 @@ internal static partial class SuiteBenchmark
                 targets.Add(new Target("portal-redis-pg", label, "sim", new Uri(portalRedis.BaseUrl, "v1/chat/completions"), portalRedis.Ready[1], Chat("bench-model"), portalRedis, sim)
                 {
                     Redis = redis,
+                    RedisConnection = redisConnection,
                     CountsPostgres = pg is not null,
                 });
             }
@@ -243,11 +244,14 @@ internal static partial class SuiteBenchmark
                     }
 
                     var gcBefore = await GcAsync(client, target);
+                    await using var redisStats = target.RedisConnection is { } redisAt ? await RedisCommandCounter.ConnectAsync(redisAt) : null;
+                    var scriptsBefore = redisStats is null ? default : (await redisStats.CommandStatsAsync()).GetValueOrDefault("evalsha");
                     var cpu = CpuSnapshot.Take(target);
                     var result = await generator.RunAsync(rate, TimeSpan.FromSeconds(settings.Seconds), DrainTimeout);
                     var used = CpuSnapshot.Take(target) - cpu;
+                    CommandStat? scripts = redisStats is null ? null : (await redisStats.CommandStatsAsync()).GetValueOrDefault("evalsha") - scriptsBefore;
                     var gcAfter = await GcAsync(client, target);
-                    report.Fixed.Add(new FixedRow(target, rate, result, used, null) { GcBefore = gcBefore, GcAfter = gcAfter });
+                    report.Fixed.Add(new FixedRow(target, rate, result, used, null) { GcBefore = gcBefore, GcAfter = gcAfter, Scripts = scripts });
                     var d = new LatencyDistribution(result.AnsweredLatencies);
                     if (settings.LatencyCsvDirectory is { } csv)
                     {
@@ -545,6 +549,9 @@ internal sealed record Target(string Id, string Label, string Group, Uri Uri, st
 
     public RedisServerProcess? Redis { get; init; }
 
+    /// <summary>The Redis this row's gateway uses (suite-started or <c>REDIS_CONNECTION</c>), read for the scripts' server time.</summary>
+    public string? RedisConnection { get; init; }
+
     /// <summary>The key service the gateway calls per request (the Unkey stub), counted with the row's services.</summary>
     public ChildProcess? KeyService { get; init; }
 
@@ -590,6 +597,9 @@ internal sealed record FixedRow(Target Target, int Rate, LoadResult? Result, Cpu
     public GcStats? GcBefore { get; init; }
 
     public GcStats? GcAfter { get; init; }
+
+    /// <summary>For a Redis row: the rate-limit scripts (<c>EVALSHA</c>, acquire and release) redis-server ran during the timed part.</summary>
+    public CommandStat? Scripts { get; init; }
 }
 
 internal sealed record SaturationRow(Target Target, SaturationResult Result, CpuSnapshot Cpu);

@@ -498,8 +498,21 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             text.Append(". ");
         }
 
-        text.Append("The script costs ~60–80 µs of redis-server time per call on an idle machine (`redis-benchmark … EVALSHA`, measured while building this suite; not re-run), " +
-            "and StackExchange.Redis completes each call on a thread-pool thread (never on its reader), one more wake-up on busy cores. " +
+        if (Row("portal-redis-pg", 1000) is { Scripts: { Calls: > 0 } scripts, Result.Ok: > 0 and var ok })
+        {
+            text.Append(CultureInfo.InvariantCulture,
+                $"Over that phase redis-server ran {scripts.Calls:N0} script calls (acquire and release) at a mean {scripts.MicrosecondsPerCall:F0} µs of its own time each (`INFO commandstats`), " +
+                $"{(double)scripts.Microseconds / ok:F0} µs per admitted request, on the cores the other processes share. ");
+        }
+
+        if (idle is not null && idle.Limits.Length > 0 && !double.IsNaN(AddedMs("yarp")))
+        {
+            var floor = AddedMs("yarp") + Percentile(idle.Limits, 0.5);
+            text.Append(CultureInfo.InvariantCulture,
+                $"A gateway as lean as YARP that awaited this one round trip would add about {floor:F3} ms (YARP's added p50 + the idle limiter wait){(floor > 0.3 ? ", more than the budget before any gateway work" : "")}. ");
+        }
+
+        text.Append("StackExchange.Redis completes each call on a thread-pool thread (never on its reader), one more wake-up on busy cores. " +
             "Reaching +0.3 ms needs limits decided without that wait (local allowances reconciled with Redis asynchronously, or the acquire overlapped with the router call); " +
             "both change what a refusal guarantees, and the first is the per-replica counting behind peers' over-admission bugs (LiteLLM #40291, Bifrost #3547): a different accuracy contract, not a faster path.");
         md.AppendLine(text.ToString());
