@@ -149,20 +149,17 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
 
     private static bool FailsClosed(RateLimitRequest request, RateLimitFailureModes modes)
     {
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
+            var mode = rule.Class switch
             {
-                var mode = rule.Class switch
-                {
-                    RateLimitClass.Requests => modes.Requests,
-                    RateLimitClass.Tokens => modes.Tokens,
-                    _ => modes.Concurrency,
-                };
-                if (mode == RateLimitFailureMode.FailClosed)
-                {
-                    return true;
-                }
+                RateLimitClass.Requests => modes.Requests,
+                RateLimitClass.Tokens => modes.Tokens,
+                _ => modes.Concurrency,
+            };
+            if (mode == RateLimitFailureMode.FailClosed)
+            {
+                return true;
             }
         }
 

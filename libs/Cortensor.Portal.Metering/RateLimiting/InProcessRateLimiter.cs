@@ -131,25 +131,22 @@ public sealed class InProcessRateLimiter : IRateLimiter
                     continue;
                 }
 
-                foreach (var partition in request.Partitions)
+                foreach (var (partition, rule) in request.EnumerateRules())
                 {
-                    foreach (var rule in partition.Rules)
+                    if (rule.Class == RateLimitClass.Concurrency)
                     {
-                        if (rule.Class == RateLimitClass.Concurrency)
+                        var slotsKey = new SlotsKey(partition.Scope, partition.Id);
+                        if (bucket.Slots.TryGetValue(slotsKey, out var slots) && slots.Remove(request.RequestId) && slots.Count == 0)
                         {
-                            var slotsKey = new SlotsKey(partition.Scope, partition.Id);
-                            if (bucket.Slots.TryGetValue(slotsKey, out var slots) && slots.Remove(request.RequestId) && slots.Count == 0)
-                            {
-                                bucket.Slots.Remove(slotsKey);
-                            }
+                            bucket.Slots.Remove(slotsKey);
                         }
-                        else if (rule.Class == RateLimitClass.Tokens && delta != 0)
-                        {
-                            var key = new RuleKey(partition.Scope, partition.Id, rule.Name);
-                            var stored = bucket.Tats.GetValueOrDefault(key);
-                            var tat = Gcra.Settle(stored, now, rule.Quota, RateLimitConventions.ToMicroseconds(rule.Window), delta);
-                            Store(bucket, key, tat, now);
-                        }
+                    }
+                    else if (rule.Class == RateLimitClass.Tokens && delta != 0)
+                    {
+                        var key = new RuleKey(partition.Scope, partition.Id, rule.Name);
+                        var stored = bucket.Tats.GetValueOrDefault(key);
+                        var tat = Gcra.Settle(stored, now, rule.Quota, RateLimitConventions.ToMicroseconds(rule.Window), delta);
+                        Store(bucket, key, tat, now);
                     }
                 }
 
@@ -162,52 +159,46 @@ public sealed class InProcessRateLimiter : IRateLimiter
     {
         var allowed = true;
         var i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
+            if (rule.Class == RateLimitClass.Concurrency)
             {
-                if (rule.Class == RateLimitClass.Concurrency)
-                {
-                    var inFlight = bucket.Slots.TryGetValue(new SlotsKey(partition.Scope, partition.Id), out var slots) ? Prune(slots, now) : 0;
-                    outcomes[i] = inFlight < rule.Quota
-                        ? new RateLimitRuleOutcome(true, rule.Quota - inFlight - 1, TimeSpan.Zero, TimeSpan.Zero)
-                        : new RateLimitRuleOutcome(false, 0, TimeSpan.Zero, RateLimitConventions.ConcurrencyRetryAfter);
-                }
-                else
-                {
-                    var stored = bucket.Tats.GetValueOrDefault(new RuleKey(partition.Scope, partition.Id, rule.Name));
-                    var cost = rule.Class == RateLimitClass.Tokens ? request.Tokens : 1;
-                    outcomes[i] = RateLimitRuleOutcome.FromGcra(Gcra.Evaluate(stored, now, rule.Quota, RateLimitConventions.ToMicroseconds(rule.Window), cost));
-                }
-
-                allowed &= outcomes[i].IsAllowed;
-                i++;
+                var inFlight = bucket.Slots.TryGetValue(new SlotsKey(partition.Scope, partition.Id), out var slots) ? Prune(slots, now) : 0;
+                outcomes[i] = inFlight < rule.Quota
+                    ? new RateLimitRuleOutcome(true, rule.Quota - inFlight - 1, TimeSpan.Zero, TimeSpan.Zero)
+                    : new RateLimitRuleOutcome(false, 0, TimeSpan.Zero, RateLimitConventions.ConcurrencyRetryAfter);
             }
+            else
+            {
+                var stored = bucket.Tats.GetValueOrDefault(new RuleKey(partition.Scope, partition.Id, rule.Name));
+                var cost = rule.Class == RateLimitClass.Tokens ? request.Tokens : 1;
+                outcomes[i] = RateLimitRuleOutcome.FromGcra(Gcra.Evaluate(stored, now, rule.Quota, RateLimitConventions.ToMicroseconds(rule.Window), cost));
+            }
+
+            allowed &= outcomes[i].IsAllowed;
+            i++;
         }
 
         i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
+            if (allowed)
             {
-                if (allowed)
-                {
-                    Charge(bucket, request, partition, rule, now, slotExpiry);
-                }
-                else if (outcomes[i].IsAllowed)
-                {
-                    // Refused elsewhere: this rule reports its unchanged state.
-                    outcomes[i] = rule.Class == RateLimitClass.Concurrency
-                        ? outcomes[i] with { Remaining = outcomes[i].Remaining + 1 }
-                        : RateLimitRuleOutcome.FromGcra(Gcra.Peek(
-                            bucket.Tats.GetValueOrDefault(new RuleKey(partition.Scope, partition.Id, rule.Name)),
-                            now,
-                            rule.Quota,
-                            RateLimitConventions.ToMicroseconds(rule.Window)));
-                }
-
-                i++;
+                Charge(bucket, request, partition, rule, now, slotExpiry);
             }
+            else if (outcomes[i].IsAllowed)
+            {
+                // Refused elsewhere: this rule reports its unchanged state.
+                outcomes[i] = rule.Class == RateLimitClass.Concurrency
+                    ? outcomes[i] with { Remaining = outcomes[i].Remaining + 1 }
+                    : RateLimitRuleOutcome.FromGcra(Gcra.Peek(
+                        bucket.Tats.GetValueOrDefault(new RuleKey(partition.Scope, partition.Id, rule.Name)),
+                        now,
+                        rule.Quota,
+                        RateLimitConventions.ToMicroseconds(rule.Window)));
+            }
+
+            i++;
         }
     }
 

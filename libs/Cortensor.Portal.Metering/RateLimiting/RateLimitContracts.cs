@@ -46,6 +46,63 @@ public sealed record RateLimitRequest
 
     /// <summary>Tokens charged to <see cref="RateLimitClass.Tokens"/> rules at admission (an estimate; settled on release).</summary>
     public int Tokens { get; init; }
+
+    /// <summary>Every rule with its partition, in request order (partition, then rule).</summary>
+    /// <remarks>
+    /// A struct enumerator over the lists' indexers: limiters walk the rules several times per request, and
+    /// <c>foreach</c> over an <see cref="IReadOnlyList{T}"/> allocates an enumerator each time.
+    /// </remarks>
+    /// <returns>An enumerator for <c>foreach (var (partition, rule) in request.EnumerateRules())</c>.</returns>
+    public RateLimitRuleEnumerator EnumerateRules() => new(Partitions);
+}
+
+/// <summary>Enumerates a request's rules with their partitions without allocating; see <see cref="RateLimitRequest.EnumerateRules"/>.</summary>
+public struct RateLimitRuleEnumerator
+{
+    private readonly IReadOnlyList<RateLimitPartition> _partitions;
+    private int _partition;
+    private int _rule;
+
+    /// <param name="partitions">The partitions to walk, in order.</param>
+    public RateLimitRuleEnumerator(IReadOnlyList<RateLimitPartition> partitions)
+    {
+        ArgumentNullException.ThrowIfNull(partitions);
+        _partitions = partitions;
+        _partition = 0;
+        _rule = -1;
+    }
+
+    /// <summary>The current rule and the partition it belongs to.</summary>
+    public readonly (RateLimitPartition Partition, RateLimitRule Rule) Current
+    {
+        get
+        {
+            var partition = _partitions[_partition];
+            return (partition, partition.Rules[_rule]);
+        }
+    }
+
+    /// <summary>Lets <c>foreach</c> use this struct directly.</summary>
+    /// <returns>This enumerator, before its first rule.</returns>
+    public readonly RateLimitRuleEnumerator GetEnumerator() => this;
+
+    /// <summary>Moves to the next rule, skipping partitions without rules.</summary>
+    /// <returns>False after the last rule.</returns>
+    public bool MoveNext()
+    {
+        while (_partition < _partitions.Count)
+        {
+            if (++_rule < _partitions[_partition].Rules.Count)
+            {
+                return true;
+            }
+
+            _partition++;
+            _rule = -1;
+        }
+
+        return false;
+    }
 }
 
 /// <summary>State of one rule after a decision, for the RateLimit headers.</summary>

@@ -69,12 +69,15 @@ public static class RateLimitConventions
             throw new ArgumentException("Tokens must not be negative.", nameof(request));
         }
 
-        foreach (var partition in request.Partitions)
+        // Index loops: this runs for every request, and foreach over an IReadOnlyList allocates an enumerator.
+        for (var p = 0; p < request.Partitions.Count; p++)
         {
+            var partition = request.Partitions[p];
             ArgumentNullException.ThrowIfNull(partition, nameof(request));
             ArgumentNullException.ThrowIfNull(partition.Rules, nameof(request));
-            foreach (var rule in partition.Rules)
+            for (var r = 0; r < partition.Rules.Count; r++)
             {
+                var rule = partition.Rules[r];
                 ArgumentNullException.ThrowIfNull(rule, nameof(request));
                 if (string.IsNullOrEmpty(rule.Name) || !Enum.IsDefined(rule.Class) || rule.Quota <= 0
                     || (rule.Class != RateLimitClass.Concurrency && ToMicroseconds(rule.Window) <= 0))
@@ -94,9 +97,9 @@ public static class RateLimitConventions
     {
         ArgumentNullException.ThrowIfNull(request);
         var count = 0;
-        foreach (var partition in request.Partitions)
+        for (var p = 0; p < request.Partitions.Count; p++)
         {
-            count += partition.Rules.Count;
+            count += request.Partitions[p].Rules.Count;
         }
 
         return count;
@@ -120,31 +123,28 @@ public static class RateLimitConventions
         var retryAfter = TimeSpan.Zero;
         RateLimitCounter? limitedBy = null;
         var i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
+            if (i >= outcomes.Length)
             {
-                if (i >= outcomes.Length)
-                {
-                    throw new ArgumentException("There must be one outcome per rule of the request.", nameof(outcomes));
-                }
-
-                var outcome = outcomes[i];
-                var counter = new RateLimitCounter(PolicyName(partition.Scope, rule.Name), rule, outcome.Remaining, outcome.Reset);
-                counters[i] = counter;
-                if (!outcome.IsAllowed)
-                {
-                    if (limitedBy is null || outcome.RetryAfter > retryAfter)
-                    {
-                        retryAfter = outcome.RetryAfter;
-                        limitedBy = counter;
-                    }
-
-                    allowed = false;
-                }
-
-                i++;
+                throw new ArgumentException("There must be one outcome per rule of the request.", nameof(outcomes));
             }
+
+            var outcome = outcomes[i];
+            var counter = new RateLimitCounter(PolicyName(partition.Scope, rule.Name), rule, outcome.Remaining, outcome.Reset);
+            counters[i] = counter;
+            if (!outcome.IsAllowed)
+            {
+                if (limitedBy is null || outcome.RetryAfter > retryAfter)
+                {
+                    retryAfter = outcome.RetryAfter;
+                    limitedBy = counter;
+                }
+
+                allowed = false;
+            }
+
+            i++;
         }
 
         if (i != outcomes.Length)

@@ -69,16 +69,13 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         args[1] = request.Tokens;
         args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
         var i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
-            {
-                keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
-                args[3 + (3 * i)] = ClassCode(rule.Class);
-                args[4 + (3 * i)] = rule.Quota;
-                args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
-                i++;
-            }
+            keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
+            args[3 + (3 * i)] = ClassCode(rule.Class);
+            args[4 + (3 * i)] = rule.Quota;
+            args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+            i++;
         }
 
         var result = await RedisCalls.WithTimeout(
@@ -92,18 +89,15 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         }
 
         i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
-            {
-                var o = 1 + (4 * i);
-                var allowed = (long)values[o] == 1;
-                var retryAfter = !allowed && rule.Class == RateLimitClass.Concurrency
-                    ? RateLimitConventions.ConcurrencyRetryAfter
-                    : RateLimitConventions.FromMicroseconds((long)values[o + 3]);
-                outcomes[i] = new RateLimitRuleOutcome(allowed, (long)values[o + 1], RateLimitConventions.FromMicroseconds((long)values[o + 2]), retryAfter);
-                i++;
-            }
+            var o = 1 + (4 * i);
+            var allowed = (long)values[o] == 1;
+            var retryAfter = !allowed && rule.Class == RateLimitClass.Concurrency
+                ? RateLimitConventions.ConcurrencyRetryAfter
+                : RateLimitConventions.FromMicroseconds((long)values[o + 3]);
+            outcomes[i] = new RateLimitRuleOutcome(allowed, (long)values[o + 1], RateLimitConventions.FromMicroseconds((long)values[o + 2]), retryAfter);
+            i++;
         }
 
         return RateLimitConventions.CreateDecision(request, outcomes, this);
@@ -122,12 +116,9 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         var request = lease.Request;
         var delta = (long)actualTokens - request.Tokens;
         var count = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
-            {
-                count += Settles(rule, delta) ? 1 : 0;
-            }
+            count += Settles(rule, delta) ? 1 : 0;
         }
 
         if (count == 0)
@@ -140,18 +131,15 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         args[0] = request.RequestId;
         args[1] = delta;
         var i = 0;
-        foreach (var partition in request.Partitions)
+        foreach (var (partition, rule) in request.EnumerateRules())
         {
-            foreach (var rule in partition.Rules)
+            if (Settles(rule, delta))
             {
-                if (Settles(rule, delta))
-                {
-                    keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
-                    args[2 + (3 * i)] = ClassCode(rule.Class);
-                    args[3 + (3 * i)] = rule.Quota;
-                    args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
-                    i++;
-                }
+                keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
+                args[2 + (3 * i)] = ClassCode(rule.Class);
+                args[3 + (3 * i)] = rule.Quota;
+                args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                i++;
             }
         }
 
