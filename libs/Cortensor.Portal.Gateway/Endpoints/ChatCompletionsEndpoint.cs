@@ -42,21 +42,22 @@ internal static class ChatCompletionsEndpoint
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens, maxParam);
         var prompt = PromptBuilder.Build(model.PromptFormat, messages);
         var routed = inference.Route(model, requestId, prompt, messages, model.PromptType, maxTokens, sampling);
-        // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
-        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens, timer);
-        state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var completionId = "chatcmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
+        // Entitlement and rate limits (CallAdmittedAsync) come after validation and routing checks, so a request
+        // that fails those costs no quota.
         if (body.Stream == true)
         {
             var writer = new ChunkWriter(context.Response, completionId, created, alias, body.StreamOptions?.IncludeUsage == true, context.RequestAborted);
-            await StreamAsync(context, inference, routed, writer, telemetry, timer);
+            await using var stream = await enforcer.CallAdmittedAsync(
+                context, state, principal, routed, timer, ct => inference.OpenStreamAsync(routed, requestId, state, ct), static open => open.DisposeAsync());
+            timer.RouterAnswered(); // first chunk
+            await StreamAsync(context, stream, routed, writer, telemetry, timer);
             return;
         }
 
-        timer.RouterStarted();
-        var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
+        var completion = await enforcer.CallAdmittedAsync(context, state, principal, routed, timer, ct => inference.CompleteAsync(routed, requestId, state, ct));
         timer.RouterAnswered();
         var text = OutputCleaner.Clean(model.PromptFormat, completion.Text);
         var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state);
@@ -75,15 +76,12 @@ internal static class ChatCompletionsEndpoint
 
     private static async Task StreamAsync(
         HttpContext context,
-        InferenceService inference,
+        OpenRouterStream stream,
         RoutedRequest routed,
         ChunkWriter writer,
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        timer.RouterStarted();
-        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
-        timer.RouterAnswered(); // first chunk
         SseWriter.Start(context, timer);
         await writer.WriteAsync(new ChatDeltaDto("assistant", ""), null);
 

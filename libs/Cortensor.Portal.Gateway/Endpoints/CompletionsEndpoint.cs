@@ -45,20 +45,21 @@ internal static class CompletionsEndpoint
         var maxTokens = InferenceService.ResolveMaxTokens(model, sampling.MaxTokens ?? Math.Min(DefaultMaxTokens, model.MaxOutputTokens), "max_tokens");
         // prompt_type 1 (raw): the caller wrote the prompt, the router applies no template.
         var routed = inference.Route(model, requestId, prompt, messages: null, promptType: 1, maxTokens, sampling);
-        // Entitlement and rate limits come after validation and routing checks, so a request that fails those costs no quota.
-        await enforcer.EnforceAsync(context, state, principal, model, routed.EstimatedPromptTokens, timer);
-        state.Routed(model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
 
         var id = "cmpl-" + requestId;
         var created = time.GetUtcNow().ToUnixTimeSeconds();
+        // Entitlement and rate limits (CallAdmittedAsync) come after validation and routing checks, so a request
+        // that fails those costs no quota.
         if (body.Stream == true)
         {
-            await StreamAsync(context, inference, routed, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
+            await using var stream = await enforcer.CallAdmittedAsync(
+                context, state, principal, routed, timer, ct => inference.OpenStreamAsync(routed, requestId, state, ct), static open => open.DisposeAsync());
+            timer.RouterAnswered(); // first chunk
+            await StreamAsync(context, stream, routed, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
             return;
         }
 
-        timer.RouterStarted();
-        var completion = await inference.CompleteAsync(routed, requestId, state, context.RequestAborted);
+        var completion = await enforcer.CallAdmittedAsync(context, state, principal, routed, timer, ct => inference.CompleteAsync(routed, requestId, state, ct));
         timer.RouterAnswered();
         var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text, state);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
@@ -115,7 +116,7 @@ internal static class CompletionsEndpoint
 
     private static async Task StreamAsync(
         HttpContext context,
-        InferenceService inference,
+        OpenRouterStream stream,
         RoutedRequest routed,
         string id,
         long created,
@@ -124,9 +125,6 @@ internal static class CompletionsEndpoint
         GatewayTelemetry telemetry,
         ProcessingTimer timer)
     {
-        timer.RouterStarted();
-        await using var stream = await inference.OpenStreamAsync(routed, RequestIds.Get(context), GatewayRequestState.Of(context), context.RequestAborted);
-        timer.RouterAnswered(); // first chunk
         SseWriter.Start(context, timer);
 
         var emitted = new System.Text.StringBuilder();

@@ -2,6 +2,8 @@ using Cortensor.Portal.Fleet.Routing;
 using Cortensor.Portal.Gateway.Entitlements;
 using Cortensor.Portal.Gateway.Errors;
 using Cortensor.Portal.Gateway.Hosting;
+using Cortensor.Portal.Gateway.Inference;
+using Cortensor.Portal.Gateway.Telemetry;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.RateLimiting;
 using Microsoft.AspNetCore.Http;
@@ -10,17 +12,122 @@ using Microsoft.Extensions.Logging;
 namespace Cortensor.Portal.Gateway.Enforcement;
 
 /// <summary>
-/// Steps 4 and 5 of the hot path, before any router work: entitlement (the alias is not disabled and is allowed
-/// for this key, org and plan), then one rate limit decision for the key and its org. Cached entitlements and one
-/// limiter call: no database round trip, at most one Redis round trip.
+/// Steps 4 and 5 of the hot path, then the router call: entitlement (the alias is not disabled and is allowed for
+/// this key, org and plan), one rate limit decision for the key and its org, and only then (or, with speculative
+/// admission, while the decision is on its way) the router call. Cached entitlements and one limiter call: no
+/// database round trip, at most one Redis round trip.
 /// </summary>
 internal sealed partial class HotPathEnforcer(
     EntitlementCache entitlements,
     RateLimitPlanner planner,
     IRateLimiter limiter,
+    AdmissionHeadroom headroom,
+    GatewayTelemetry telemetry,
     ILogger<HotPathEnforcer> logger)
 {
-    public async ValueTask EnforceAsync(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, CatalogModel model, int estimatedTokens, ProcessingTimer timer)
+    /// <summary>
+    /// Admits the request, then runs <paramref name="call"/> (the router call) with the token to pass on, and returns
+    /// its result. Refusals throw <see cref="GatewayException"/> (429, 503) before any router work, except that a
+    /// speculative call already started is cancelled and its result handed to <paramref name="discard"/>.
+    /// </summary>
+    public async Task<T> CallAdmittedAsync<T>(
+        HttpContext context,
+        GatewayRequestState state,
+        ApiKeyPrincipal principal,
+        RoutedRequest routed,
+        ProcessingTimer timer,
+        Func<CancellationToken, Task<T>> call,
+        Func<T, ValueTask>? discard = null)
+    {
+        var granted = await GetEntitlementsAsync(context, principal, routed.Model);
+        var request = planner.Plan(RequestIds.Get(context), principal.OrgId, principal.KeyId, granted.PlanId, routed.EstimatedPromptTokens);
+        if (request is null)
+        {
+            // No limits configured for this key.
+            state.Routed(routed.Model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
+            timer.RouterStarted();
+            return await call(context.RequestAborted);
+        }
+
+        var started = timer.Timestamp();
+        var acquire = limiter.AcquireAsync(request, context.RequestAborted);
+        if (acquire.IsCompleted || !headroom.MaySpeculate(principal.KeyId, request.Tokens))
+        {
+            var decision = await acquire;
+            timer.LimitsDecided(started);
+            Admit(context, state, principal, routed, decision);
+            timer.RouterStarted();
+            return await call(context.RequestAborted);
+        }
+
+        return await SpeculateAsync(context, state, principal, routed, timer, started, acquire, call, discard);
+    }
+
+    /// <summary>
+    /// The router call starts now; its result is used only once the decision admits the request. The call gets a
+    /// token of its own (linked to the client's) so a refusal can cancel it; a stream's reads keep using that token
+    /// after this method returns, so it is disposed with the response.
+    /// </summary>
+    private async Task<T> SpeculateAsync<T>(
+        HttpContext context,
+        GatewayRequestState state,
+        ApiKeyPrincipal principal,
+        RoutedRequest routed,
+        ProcessingTimer timer,
+        long started,
+        ValueTask<RateLimitDecision> acquire,
+        Func<CancellationToken, Task<T>> call,
+        Func<T, ValueTask>? discard)
+    {
+        var speculation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        context.Response.RegisterForDispose(speculation);
+        timer.RouterStarted();
+        var routerCall = call(speculation.Token);
+        try
+        {
+            var decision = await acquire;
+            timer.LimitsDecided(started);
+            Admit(context, state, principal, routed, decision);
+        }
+        catch (Exception refusal)
+        {
+            // Refused, or the limiter failed, or the client left: the router's work is thrown away and the client
+            // gets exactly what it would have got without speculation.
+            await speculation.CancelAsync();
+            await DiscardAsync(routerCall, discard, RequestIds.Get(context));
+            state.UpstreamFailed = false;
+            state.UpstreamStatus = null;
+            telemetry.RecordSpeculativeAdmission(admitted: false);
+            if (refusal is GatewayException)
+            {
+                Log.SpeculativeCallRefused(logger, RequestIds.Get(context), routed.Target.RouterId);
+            }
+
+            throw;
+        }
+
+        telemetry.RecordSpeculativeAdmission(admitted: true);
+        return await routerCall;
+    }
+
+    private async Task DiscardAsync<T>(Task<T> routerCall, Func<T, ValueTask>? discard, string requestId)
+    {
+        try
+        {
+            var result = await routerCall;
+            if (discard is not null)
+            {
+                await discard(result);
+            }
+        }
+        catch (Exception ex)
+        {
+            // Cancelled (as asked) or failed: either way nothing of it reaches the client.
+            Log.SpeculativeCallEnded(logger, requestId, ex.GetType().Name);
+        }
+    }
+
+    private async ValueTask<KeyEntitlements> GetEntitlementsAsync(HttpContext context, ApiKeyPrincipal principal, CatalogModel model)
     {
         KeyEntitlements granted;
         try
@@ -42,20 +149,19 @@ internal sealed partial class HotPathEnforcer(
             throw new GatewayException(GatewayError.ModelNotAllowedByPolicy(model.Alias));
         }
 
-        var request = planner.Plan(RequestIds.Get(context), principal.OrgId, principal.KeyId, granted.PlanId, estimatedTokens);
-        if (request is null)
-        {
-            return; // no limits configured for this key
-        }
+        return granted;
+    }
 
-        var started = timer.Timestamp();
-        var decision = await limiter.AcquireAsync(request, context.RequestAborted);
-        timer.LimitsDecided(started);
+    /// <summary>Notes the decision (headers, lease, headroom); throws the client's error when refused.</summary>
+    private void Admit(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, RoutedRequest routed, RateLimitDecision decision)
+    {
         state.RateLimit = decision;
         state.RateLimitLease = decision.Lease;
         RateLimitHeaders.Apply(context);
+        headroom.Observe(principal.KeyId, decision);
         if (decision.IsAllowed)
         {
+            state.Routed(routed.Model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
             return;
         }
 
@@ -64,7 +170,7 @@ internal sealed partial class HotPathEnforcer(
             throw new GatewayException(GatewayError.RateLimiterUnavailable(decision.RetryAfter));
         }
 
-        throw new GatewayException(ToError(decision, model.Alias, principal, estimatedTokens));
+        throw new GatewayException(ToError(decision, routed.Model.Alias, principal, routed.EstimatedPromptTokens));
     }
 
     /// <summary>Ends the request's hold: frees its concurrency slots and settles its tokens. Never throws.</summary>
@@ -137,5 +243,11 @@ internal sealed partial class HotPathEnforcer(
     {
         [LoggerMessage(EventId = 1310, Level = LogLevel.Warning, Message = "Releasing the rate limit hold of request {RequestId} failed; its slot expires by its TTL")]
         public static partial void ReleaseFailed(ILogger logger, string requestId, Exception exception);
+
+        [LoggerMessage(EventId = 1311, Level = LogLevel.Information, Message = "Request {RequestId} was refused after its router call to {RouterId} had started speculatively; the call was cancelled")]
+        public static partial void SpeculativeCallRefused(ILogger logger, string requestId, string routerId);
+
+        [LoggerMessage(EventId = 1312, Level = LogLevel.Debug, Message = "Request {RequestId}: the discarded speculative router call ended with {Outcome}")]
+        public static partial void SpeculativeCallEnded(ILogger logger, string requestId, string outcome);
     }
 }

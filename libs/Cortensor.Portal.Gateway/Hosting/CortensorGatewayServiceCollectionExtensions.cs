@@ -41,6 +41,7 @@ public static class CortensorGatewayServiceCollectionExtensions
 
         services.AddOptions<CortensorGatewayOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, CortensorGatewayOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, SpeculativeAdmissionOptionsValidator>());
         services.AddMetrics();
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<GatewayTelemetry>();
@@ -48,6 +49,7 @@ public static class CortensorGatewayServiceCollectionExtensions
         services.TryAddSingleton<InferenceService>();
         services.AddOptions<EntitlementCacheOptions>();
         services.TryAddSingleton<EntitlementCache>();
+        services.TryAddSingleton<AdmissionHeadroom>();
         services.TryAddSingleton<HotPathEnforcer>();
         // A factory, so an app without a durable store still builds (and validates) its container; asking for
         // administration then says what is missing.

@@ -14,6 +14,7 @@ public sealed class GatewayTelemetry : IDisposable
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly Counter<long> _tokens;
+    private readonly Counter<long> _speculative;
 
     public GatewayTelemetry(IMeterFactory meterFactory)
     {
@@ -22,6 +23,10 @@ public sealed class GatewayTelemetry : IDisposable
         _requests = _meter.CreateCounter<long>("cortensor.gateway.requests", "{request}", "Inference requests handled, by model and status code.");
         _duration = _meter.CreateHistogram<double>("cortensor.gateway.request.duration", "s", "Time from request to the last response byte.");
         _tokens = _meter.CreateCounter<long>("gen_ai.client.token.usage", "{token}", "Tokens used, by model and token type (input/output).");
+        _speculative = _meter.CreateCounter<long>(
+            "cortensor.gateway.admission.speculative",
+            "{request}",
+            "Router calls started while the shared rate-limit decision was in flight, by outcome: admitted, or discarded (refused, limiter failed, client left).");
     }
 
     public void RecordRequest(string? model, int statusCode, TimeSpan duration)
@@ -49,6 +54,14 @@ public sealed class GatewayTelemetry : IDisposable
 
         _tokens.Add(input, new TagList { { "gen_ai.request.model", model }, { "gen_ai.token.type", "input" } });
         _tokens.Add(output, new TagList { { "gen_ai.request.model", model }, { "gen_ai.token.type", "output" } });
+    }
+
+    public void RecordSpeculativeAdmission(bool admitted)
+    {
+        if (_speculative.Enabled)
+        {
+            _speculative.Add(1, new KeyValuePair<string, object?>("cortensor.admission.outcome", admitted ? "admitted" : "discarded"));
+        }
     }
 
     public void Dispose() => _meter.Dispose();

@@ -8,10 +8,18 @@ namespace Cortensor.Portal.Gateway.Tests.Support;
 internal sealed class FakeRouterClient : IRouterProtocolClient
 {
     private int _calls;
+    private int _canceled;
+    private int _streamsEnded;
 
     public RouterProtocol Protocol => RouterProtocol.Cortensor;
 
     public int Calls => Volatile.Read(ref _calls);
+
+    /// <summary>Calls that ended because their token was cancelled while held (see <see cref="Hold"/>).</summary>
+    public int Canceled => Volatile.Read(ref _canceled);
+
+    /// <summary>Streams whose enumerator was disposed (read to the end or abandoned).</summary>
+    public int StreamsEnded => Volatile.Read(ref _streamsEnded);
 
     public RouterTarget? LastTarget { get; private set; }
 
@@ -43,7 +51,15 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
         OnCall?.Invoke();
         if (Hold is { } hold)
         {
-            await hold.Task.WaitAsync(cancellationToken);
+            try
+            {
+                await hold.Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Increment(ref _canceled);
+                throw;
+            }
         }
 
         if (Failure is not null)
@@ -58,21 +74,28 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
     {
         Record(target, request);
         OnCall?.Invoke();
-        await Task.Yield();
-        if (Failure is not null && FailStreamAfterChunks is null)
+        try
         {
-            throw Failure;
-        }
-
-        for (var i = 0; i < StreamChunks.Count; i++)
-        {
-            if (FailStreamAfterChunks == i)
+            await Task.Yield();
+            if (Failure is not null && FailStreamAfterChunks is null)
             {
-                throw Failure ?? new RouterException(RouterFailureKind.BadResponse, "stream broke");
+                throw Failure;
             }
 
-            var last = i == StreamChunks.Count - 1;
-            yield return new RouterStreamChunk(StreamChunks[i], last ? FinishReason : null, last ? Usage : null);
+            for (var i = 0; i < StreamChunks.Count; i++)
+            {
+                if (FailStreamAfterChunks == i)
+                {
+                    throw Failure ?? new RouterException(RouterFailureKind.BadResponse, "stream broke");
+                }
+
+                var last = i == StreamChunks.Count - 1;
+                yield return new RouterStreamChunk(StreamChunks[i], last ? FinishReason : null, last ? Usage : null);
+            }
+        }
+        finally
+        {
+            Interlocked.Increment(ref _streamsEnded);
         }
     }
 
