@@ -1,14 +1,17 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text;
 using Cortensor.Portal.Fleet.Configuration;
 using Cortensor.Portal.Gateway.Entitlements;
+using Cortensor.Portal.Gateway.Telemetry;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Redis.Tests.Infrastructure;
 using Cortensor.Portal.Storage.Tests.Postgres;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Npgsql;
 
 namespace Cortensor.Portal.EndToEnd.Tests;
@@ -83,6 +86,37 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
             Assert.Contains("\"key-rpm\";q=10;w=60", response.Headers.GetValues("RateLimit-Policy").Single(), StringComparison.Ordinal);
             Assert.Contains("\"key-rpm\";r=0", response.Headers.GetValues("RateLimit").Single(), StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public async Task SpeculativeAdmission_BurstPastTheLimitFromBothReplicas_ExactlyTheLimitIsAdmitted_AndRefusedCallsAreDiscarded()
+    {
+        const int limit = 40; // margin 8 (20 %): after the warm-up requests both replicas start router calls before their decisions
+        var settings = new[]
+        {
+            ("Cortensor:RateLimits:Defaults:Key:RequestsPerMinute", limit.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("Cortensor:RateLimits:Defaults:Key:ConcurrentRequests", "1000"), // only the minute rule decides here
+        };
+        var a = Start(LocalRedisServer.ConnectionString, settings);
+        var b = Start(LocalRedisServer.ConnectionString, settings);
+        var key = await a.IssueKeyAsync();
+        using var httpA = a.CreateClient();
+        using var httpB = b.CreateClient();
+        using var speculativeA = new MetricCollector<long>(a.Services.GetRequiredService<IMeterFactory>(), GatewayTelemetry.Name, "cortensor.gateway.admission.speculative");
+        using var speculativeB = new MetricCollector<long>(b.Services.GetRequiredService<IMeterFactory>(), GatewayTelemetry.Name, "cortensor.gateway.admission.speculative");
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpA, key)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await ChatAsync(httpB, key)).StatusCode);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 2 * limit).Select(i => ChatAsync(i % 2 == 0 ? httpA : httpB, key)));
+
+        // The clients see exactly the shared limit, speculation or not.
+        Assert.Equal(limit - 2, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(limit + 2, responses.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+        long Count(string outcome) => new[] { speculativeA, speculativeB }
+            .Sum(c => c.GetMeasurementSnapshot().Where(m => Equals(m.Tags["cortensor.admission.outcome"], outcome)).Sum(m => m.Value));
+        Assert.True(Count("admitted") >= 1, "no router call started before its decision");
+        Assert.True(Count("discarded") >= 1, "no speculative call was refused: the burst did not test the refusal path");
+        Assert.True(Count("admitted") <= limit - 2);
     }
 
     [Fact]

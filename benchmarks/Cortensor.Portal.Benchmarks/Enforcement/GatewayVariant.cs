@@ -340,7 +340,7 @@ internal sealed class GatewayVariant : IAsyncDisposable
                 var prefix = $"Cortensor:RateLimits:Plans:{PlanId}:{scope}:";
                 settings[prefix + "RequestsPerSecond"] = Huge.ToString(CultureInfo.InvariantCulture);
                 settings[prefix + "RequestsPerMinute"] = (60 * Huge).ToString(CultureInfo.InvariantCulture);
-                settings[prefix + "TokensPerMinute"] = (1000 * Huge).ToString(CultureInfo.InvariantCulture);
+                settings[prefix + "TokensPerMinute"] = (60 * Huge).ToString(CultureInfo.InvariantCulture); // the limiter's ceiling: one token per µs
                 settings[prefix + "ConcurrentRequests"] = Huge.ToString(CultureInfo.InvariantCulture);
             }
         }

@@ -3,8 +3,8 @@ using Microsoft.Extensions.Options;
 namespace Cortensor.Portal.Metering.RateLimiting;
 
 /// <summary>
-/// Checks <see cref="RateLimitingOptions"/>: every limit that is set is above zero (defaults, plans, key and org
-/// overrides), <see cref="RateLimitingOptions.FallbackReplicas"/> ≥ 1, and
+/// Checks <see cref="RateLimitingOptions"/>: every limit that is set is above zero and at most one unit per
+/// microsecond of its window (defaults, plans, key and org overrides), <see cref="RateLimitingOptions.FallbackReplicas"/> ≥ 1, and
 /// <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> and <see cref="RateLimitingOptions.StoreRetryInterval"/> above zero.
 /// </summary>
 internal sealed class RateLimitingOptionsValidator : IValidateOptions<RateLimitingOptions>
@@ -91,17 +91,26 @@ internal sealed class RateLimitingOptionsValidator : IValidateOptions<RateLimiti
             return;
         }
 
-        ValidateLimit(builder, limits.RequestsPerSecond, $"{path}.{nameof(RateLimitLimits.RequestsPerSecond)}");
-        ValidateLimit(builder, limits.RequestsPerMinute, $"{path}.{nameof(RateLimitLimits.RequestsPerMinute)}");
-        ValidateLimit(builder, limits.TokensPerMinute, $"{path}.{nameof(RateLimitLimits.TokensPerMinute)}");
-        ValidateLimit(builder, limits.ConcurrentRequests, $"{path}.{nameof(RateLimitLimits.ConcurrentRequests)}");
+        ValidateLimit(builder, limits.RequestsPerSecond, $"{path}.{nameof(RateLimitLimits.RequestsPerSecond)}", MaxPerSecond);
+        ValidateLimit(builder, limits.RequestsPerMinute, $"{path}.{nameof(RateLimitLimits.RequestsPerMinute)}", MaxPerMinute);
+        ValidateLimit(builder, limits.TokensPerMinute, $"{path}.{nameof(RateLimitLimits.TokensPerMinute)}", MaxPerMinute);
+        ValidateLimit(builder, limits.ConcurrentRequests, $"{path}.{nameof(RateLimitLimits.ConcurrentRequests)}", int.MaxValue);
     }
 
-    private static void ValidateLimit(ValidateOptionsResultBuilder builder, int? value, string path)
+    // GCRA counts time in microseconds (one unit back every window/quota µs, at least 1): a larger quota would be
+    // advertised in RateLimit-Policy but enforced as one unit per microsecond.
+    private const int MaxPerSecond = 1_000_000;
+    private const int MaxPerMinute = 60_000_000;
+
+    private static void ValidateLimit(ValidateOptionsResultBuilder builder, int? value, string path, int max)
     {
         if (value is <= 0)
         {
             builder.AddError("must be greater than 0 when set.", path);
+        }
+        else if (value > max)
+        {
+            builder.AddError($"must be at most {max:N0} (the limiter counts one unit per microsecond at most).", path);
         }
     }
 

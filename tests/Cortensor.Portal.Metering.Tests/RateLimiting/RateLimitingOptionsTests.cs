@@ -49,6 +49,26 @@ public sealed class RateLimitingOptionsTests
         }
     }
 
+    [Theory]
+    [InlineData(1_000_000, 60_000_000, 60_000_000, true)] // one unit per microsecond: the most GCRA can count
+    [InlineData(1_000_001, 60_000_000, 60_000_000, false)]
+    [InlineData(1_000_000, 60_000_001, 60_000_000, false)]
+    [InlineData(1_000_000, 60_000_000, 1_000_000_000, false)]
+    public void Validate_LimitsAboveOneUnitPerMicrosecond_AreRefused(int perSecond, int perMinute, int tokensPerMinute, bool valid)
+    {
+        var options = new RateLimitingOptions();
+        options.Plans["big"] = new RateLimitTier { Key = new RateLimitLimits { RequestsPerSecond = perSecond, RequestsPerMinute = perMinute, TokensPerMinute = tokensPerMinute } };
+
+        var result = new RateLimitingOptionsValidator().Validate(null, options);
+
+        Assert.Equal(valid, result.Succeeded);
+        if (!valid)
+        {
+            Assert.Contains("Plans[big].Key.", result.FailureMessage, StringComparison.Ordinal);
+            Assert.Contains("one unit per microsecond", result.FailureMessage, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task AddCortensorRateLimiting_InvalidOptions_HostStartFails()
     {
