@@ -93,6 +93,9 @@ internal sealed class GatewayVariant : IAsyncDisposable
     /// <summary>Far above any rate this benchmark offers: nothing is refused, every rule is still evaluated.</summary>
     private const int Huge = 1_000_000;
 
+    /// <summary>Environment variables with this prefix override the variant's settings (<c>__</c> separates sections).</summary>
+    public const string SettingPrefix = "BENCH_SETTING_";
+
     private readonly WebApplication _app;
     private readonly string _folder;
 
@@ -158,9 +161,11 @@ internal sealed class GatewayVariant : IAsyncDisposable
             EnvironmentName = Environments.Production,
         });
 
-        // Only the settings below: no appsettings, no environment variables leaking into a variant.
+        // Only the settings below: no appsettings, no environment variables leaking into a variant, except those named
+        // BENCH_SETTING_ on purpose (a trial run's one change, e.g. --gateway-env BENCH_SETTING_Cortensor__Gateway__X=1).
         builder.Configuration.Sources.Clear();
         builder.Configuration.AddInMemoryCollection(Settings(setup));
+        builder.Configuration.AddEnvironmentVariables(SettingPrefix);
         if (setup.Http2Cleartext)
         {
             builder.WebHost.ConfigureKestrel(static k => k.Listen(System.Net.IPAddress.Loopback, 0, static l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));

@@ -23,12 +23,18 @@ internal static partial class SuiteBenchmark
                      [--saturation-seconds 10] [--workers 64] [--stream-rate 200] [--stream-seconds 10]
                      [--streams 10000] [--hold 20] [--only id,id] [--no-portkey] [--no-postgres] [--no-micro]
                      [--unkey-latency-ms 8] [--output BENCHMARKS.md]
-        Row ids: direct, yarp, portal, portal-redis-pg, portal-unkey, portal-unkey-cached, stub-direct, portkey, portal-openai.
+        Row ids: direct, yarp, portal, portal-redis-pg, portal-redis-pg-awaited, portal-unkey, portal-unkey-cached, stub-direct, portkey, portal-openai.
         Redis: REDIS_CONNECTION or a throwaway redis-server; Postgres: PG_CONNECTION or a throwaway server.
         """;
 
     private const string RepoCommand = "dotnet run -c Release --project benchmarks/Cortensor.Portal.Benchmarks --";
     private const string UnkeyApiId = "api_bench";
+
+    /// <summary>The Redis row with speculative admission off: every request awaits its decision before the router call.</summary>
+    public const string AwaitedRow = "portal-redis-pg-awaited";
+
+    /// <summary>How that row turns speculative admission off (a <see cref="GatewayVariant.SettingPrefix"/> variable).</summary>
+    private const string AwaitedSetting = GatewayVariant.SettingPrefix + "Cortensor__Gateway__SpeculativeAdmission__Enabled";
     private const string UnkeyWhat = "Portal with the Unkey key provider";
 
     /// <summary>The Unkey rows: id, the provider's <c>CacheTtl</c> in seconds (0 = its default, no cache), label.</summary>
@@ -117,7 +123,7 @@ internal static partial class SuiteBenchmark
                 }
             }
 
-            if (Wanted(settings, "portal-redis-pg"))
+            if (Wanted(settings, "portal-redis-pg") || Wanted(settings, AwaitedRow))
             {
                 string? redisConnection = Environment.GetEnvironmentVariable("REDIS_CONNECTION");
                 if (string.IsNullOrWhiteSpace(redisConnection))
@@ -126,8 +132,6 @@ internal static partial class SuiteBenchmark
                     redisConnection = redis.ConnectionString;
                 }
 
-                var args = new List<string> { "portal", "--key", key, "--redis", redisConnection, "--model", $"bench-model={sim.BaseUrl}", "--model", $"bench-stream={paced.BaseUrl}" };
-                var label = "Portal, Redis hot path + Postgres store → simulator";
                 string? pg = null;
                 if (!settings.NoPostgres)
                 {
@@ -139,23 +143,41 @@ internal static partial class SuiteBenchmark
                     }
                 }
 
-                if (string.IsNullOrWhiteSpace(pg))
+                // The default (speculative admission on) and, side by side, the same gateway awaiting every decision.
+                foreach (var (id, speculative) in new[] { ("portal-redis-pg", true), (AwaitedRow, false) })
                 {
-                    args.AddRange(["--kind", "Redis"]);
-                    label = "Portal, Redis hot path + SQLite store (no Postgres here) → simulator";
-                }
-                else
-                {
-                    args.AddRange(["--kind", "RedisPostgres", "--pg", pg, "--pg-schema", "bench_" + Guid.NewGuid().ToString("N")[..8]]);
-                }
+                    if (!Wanted(settings, id))
+                    {
+                        continue;
+                    }
 
-                var portalRedis = Track(children, await ChildProcess.ServeAsync("portal-redis-pg", logs, args, gatewayEnv));
-                targets.Add(new Target("portal-redis-pg", label, "sim", new Uri(portalRedis.BaseUrl, "v1/chat/completions"), portalRedis.Ready[1], Chat("bench-model"), portalRedis, sim)
-                {
-                    Redis = redis,
-                    RedisConnection = redisConnection,
-                    CountsPostgres = pg is not null,
-                });
+                    var args = new List<string> { "portal", "--key", key, "--redis", redisConnection, "--model", $"bench-model={sim.BaseUrl}", "--model", $"bench-stream={paced.BaseUrl}" };
+                    var label = "Portal, Redis hot path + Postgres store → simulator";
+                    if (string.IsNullOrWhiteSpace(pg))
+                    {
+                        args.AddRange(["--kind", "Redis"]);
+                        label = "Portal, Redis hot path + SQLite store (no Postgres here) → simulator";
+                    }
+                    else
+                    {
+                        args.AddRange(["--kind", "RedisPostgres", "--pg", pg, "--pg-schema", "bench_" + Guid.NewGuid().ToString("N")[..8]]);
+                    }
+
+                    var env = new Dictionary<string, string>(gatewayEnv, StringComparer.Ordinal);
+                    if (!speculative)
+                    {
+                        env[AwaitedSetting] = "false";
+                        label += ", every request awaits its limit decision (speculative admission off)";
+                    }
+
+                    var portalRedis = Track(children, await ChildProcess.ServeAsync(id, logs, args, env));
+                    targets.Add(new Target(id, label, "sim", new Uri(portalRedis.BaseUrl, "v1/chat/completions"), portalRedis.Ready[1], Chat("bench-model"), portalRedis, sim)
+                    {
+                        Redis = redis,
+                        RedisConnection = redisConnection,
+                        CountsPostgres = pg is not null,
+                    });
+                }
             }
 
             if (UnkeyRows.Any(r => Wanted(settings, r.Id)))
@@ -269,7 +291,7 @@ internal static partial class SuiteBenchmark
                 {
                     new("direct", "direct to the simulator (100 tokens/s)", "sim", new Uri(paced.BaseUrl, "api/v1/completions/1"), key, routerStreamBody, null, paced),
                 };
-                foreach (var gateway in targets.Where(static t => t.Id is "portal" or "portal-redis-pg" or "portal-unkey" or "portal-unkey-cached"))
+                foreach (var gateway in targets.Where(static t => t.Id is "portal" or "portal-redis-pg" or AwaitedRow or "portal-unkey" or "portal-unkey-cached"))
                 {
                     streamTargets.Add(gateway with { Body = Chat("bench-stream", stream: true, maxTokens: 16), Upstream = paced, Headers = new(gateway.Headers) });
                 }
@@ -286,7 +308,7 @@ internal static partial class SuiteBenchmark
             if (settings.Streams > 0 && Wanted(settings, "portal"))
             {
                 // Nothing else loaded: stop the other gateways so the machine is the streams' alone.
-                foreach (var child in children.Where(static c => c.Name is "portal" or "portal-redis-pg" or "portal-unkey" or "portal-unkey-cached" or "unkey-stub" or "yarp" or "portkey").ToList())
+                foreach (var child in children.Where(static c => c.Name is "portal" or "portal-redis-pg" or AwaitedRow or "portal-unkey" or "portal-unkey-cached" or "unkey-stub" or "yarp" or "portkey").ToList())
                 {
                     child.Dispose();
                     children.Remove(child);
