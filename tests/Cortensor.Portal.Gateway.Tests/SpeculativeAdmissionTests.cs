@@ -226,6 +226,20 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.OK, (await pending).StatusCode);
         Assert.True(_decidedAtCall);
+        Assert.Equal(1, _host.Services.GetRequiredService<AdmissionHeadroom>().Count); // the fresh decision replaced the stale one
+    }
+
+    [Fact]
+    public void StaleEntries_AreDroppedWhenLookedUp()
+    {
+        var headroom = _host.Services.GetRequiredService<AdmissionHeadroom>();
+        headroom.Observe("key_a", Allowed(Counter("key-rpm", RateLimitClass.Requests, 100, 90)));
+        Assert.True(headroom.MaySpeculate("key_a", 0));
+
+        _host.Time.Advance(TimeSpan.FromSeconds(1.001));
+
+        Assert.False(headroom.MaySpeculate("key_a", 0));
+        Assert.Equal(0, headroom.Count);
     }
 
     [Fact]

@@ -12,7 +12,8 @@ namespace Cortensor.Portal.Gateway.Enforcement;
 /// </summary>
 internal sealed class AdmissionHeadroom(TimeProvider time, IOptionsMonitor<CortensorGatewayOptions> options)
 {
-    // One entry per key seen with ample room (as many as the entitlement cache holds); removed when room runs low.
+    // One entry per key seen with ample room (as many as the entitlement cache holds); removed when room runs low or
+    // when found older than MaxAge.
     private readonly ConcurrentDictionary<string, Room> _rooms = new(StringComparer.Ordinal);
 
     /// <summary>Keys currently remembered with ample room (tests, diagnostics).</summary>
@@ -22,10 +23,18 @@ internal sealed class AdmissionHeadroom(TimeProvider time, IOptionsMonitor<Corte
     public bool MaySpeculate(string keyId, int tokens)
     {
         var settings = options.CurrentValue.SpeculativeAdmission;
-        return settings.Enabled
-            && _rooms.TryGetValue(keyId, out var room)
-            && tokens <= Volatile.Read(ref room.TokenSlack)
-            && time.GetElapsedTime(Volatile.Read(ref room.DecidedAt)) <= settings.MaxAge;
+        if (!settings.Enabled || !_rooms.TryGetValue(keyId, out var room))
+        {
+            return false;
+        }
+
+        if (time.GetElapsedTime(Volatile.Read(ref room.DecidedAt)) > settings.MaxAge)
+        {
+            _rooms.TryRemove(new KeyValuePair<string, Room>(keyId, room)); // stale: the next decision starts afresh
+            return false;
+        }
+
+        return tokens <= Volatile.Read(ref room.TokenSlack);
     }
 
     /// <summary>Remembers a shared decision of the key (degraded, local fallback decisions never count).</summary>
