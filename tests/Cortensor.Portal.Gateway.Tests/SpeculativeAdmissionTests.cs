@@ -18,6 +18,8 @@ namespace Cortensor.Portal.Gateway.Tests;
 /// </summary>
 public sealed class SpeculativeAdmissionTests : IAsyncLifetime
 {
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
     private GatewayHost _host = null!;
     private GatedLimiter _limiter = null!;
     private MetricCollector<long> _speculative = null!;
@@ -86,7 +88,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         var pending = await SendGatedAsync(Http.Chat());
         _limiter.Gate!.SetResult(true);
 
-        Assert.Equal(HttpStatusCode.OK, (await pending).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await pending.WaitAsync(Timeout)).StatusCode);
         Assert.True(_decidedAtCall); // nothing known about the key yet: the router call came after the decision
         Assert.Equal(0, Count("admitted") + Count("discarded"));
     }
@@ -102,7 +104,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         Assert.False(pending.IsCompleted); // held until the decision arrives
         _limiter.Gate!.SetResult(true);
 
-        var response = await pending;
+        var response = await pending.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Contains("Hello there.", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal("\"key-rpm\";r=98;t=2", response.Headers.GetValues("RateLimit").Single());
@@ -121,7 +123,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         await UntilAsync(() => _host.Router.Calls == 2);
         _limiter.Gate!.SetResult(false); // another replica used the room up meanwhile
 
-        var response = await pending;
+        var response = await pending.WaitAsync(Timeout); // bounded: a refusal that waited for the held router call would never answer
         Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
         var error = await response.ReadErrorAsync();
         Assert.Equal("rate_limit_exceeded", error.Code);
@@ -146,7 +148,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         await UntilAsync(() => _host.Router.Calls == 2);
         _limiter.Gate!.SetResult(false);
 
-        var response = await pending;
+        var response = await pending.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
         Assert.Equal("rate_limit_exceeded", (await response.ReadErrorAsync()).Code); // JSON, not an SSE body
         await UntilAsync(() => _host.Router.StreamsEnded == 1);
@@ -162,7 +164,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         await UntilAsync(() => _host.Router.Calls == 2);
         _limiter.Gate!.SetResult(true);
 
-        var response = await pending;
+        var response = await pending.WaitAsync(Timeout);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = await response.Content.ReadAsStringAsync();
         Assert.Contains("there.", body, StringComparison.Ordinal);
@@ -186,7 +188,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
 
         await leave.CancelAsync();
 
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Timeout));
         await UntilAsync(() => _host.Router.Canceled == 1);
         await UntilAsync(() => Count("discarded") == 1);
     }
@@ -205,12 +207,12 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         await UntilAsync(() => _host.Router.Calls == 4);
         Assert.False(_decidedAtCall);
         _limiter.Gate!.SetResult(true);
-        Assert.Equal(HttpStatusCode.OK, (await fourth).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await fourth.WaitAsync(Timeout)).StatusCode);
 
         // 1 left = margin: the fifth waits for its decision.
         var fifth = await SendGatedAsync(Http.Chat());
         _limiter.Gate!.SetResult(true);
-        Assert.Equal(HttpStatusCode.OK, (await fifth).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await fifth.WaitAsync(Timeout)).StatusCode);
         Assert.True(_decidedAtCall);
         Assert.Equal(1, Count("admitted"));
     }
@@ -224,7 +226,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         var pending = await SendGatedAsync(Http.Chat());
         _limiter.Gate!.SetResult(true);
 
-        Assert.Equal(HttpStatusCode.OK, (await pending).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await pending.WaitAsync(Timeout)).StatusCode);
         Assert.True(_decidedAtCall);
         Assert.Equal(1, _host.Services.GetRequiredService<AdmissionHeadroom>().Count); // the fresh decision replaced the stale one
     }
@@ -251,7 +253,7 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
         var pending = await SendGatedAsync(Http.Chat());
         _limiter.Gate!.SetResult(true);
 
-        Assert.Equal(HttpStatusCode.OK, (await pending).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await pending.WaitAsync(Timeout)).StatusCode);
         Assert.True(_decidedAtCall);
         Assert.Equal(0, _host.Services.GetRequiredService<AdmissionHeadroom>().Count);
     }
