@@ -51,11 +51,13 @@ internal sealed partial class HotPathEnforcer(
 
         var started = timer.Timestamp();
         var acquire = limiter.AcquireAsync(request, context.RequestAborted);
-        if (acquire.IsCompleted || !headroom.MaySpeculate(principal.KeyId, request.Tokens))
+        // A limiter that answered at once (in process) has nothing to overlap: its decisions are not even remembered.
+        var remote = !acquire.IsCompleted;
+        if (!remote || !headroom.MaySpeculate(principal.KeyId, request.Tokens))
         {
             var decision = await acquire;
             timer.LimitsDecided(started);
-            Admit(context, state, principal, routed, decision);
+            Admit(context, state, principal, routed, decision, remote);
             timer.RouterStarted();
             return await call(context.RequestAborted);
         }
@@ -87,7 +89,7 @@ internal sealed partial class HotPathEnforcer(
         {
             var decision = await acquire;
             timer.LimitsDecided(started);
-            Admit(context, state, principal, routed, decision);
+            Admit(context, state, principal, routed, decision, remember: true);
         }
         catch (Exception refusal)
         {
@@ -152,13 +154,17 @@ internal sealed partial class HotPathEnforcer(
         return granted;
     }
 
-    /// <summary>Notes the decision (headers, lease, headroom); throws the client's error when refused.</summary>
-    private void Admit(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, RoutedRequest routed, RateLimitDecision decision)
+    /// <summary>Notes the decision (headers, lease, and when <paramref name="remember"/> the key's headroom); throws the client's error when refused.</summary>
+    private void Admit(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, RoutedRequest routed, RateLimitDecision decision, bool remember)
     {
         state.RateLimit = decision;
         state.RateLimitLease = decision.Lease;
         RateLimitHeaders.Apply(context);
-        headroom.Observe(principal.KeyId, decision);
+        if (remember)
+        {
+            headroom.Observe(principal.KeyId, decision);
+        }
+
         if (decision.IsAllowed)
         {
             state.Routed(routed.Model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
