@@ -20,7 +20,7 @@ internal static partial class SuiteBenchmark
     public const string Usage =
         """
         usage: suite [--quick] [--rates 500,1000,2000] [--seconds 10] [--warmup 3] [--jit-warmup 8]
-                     [--saturation-seconds 10] [--workers 64] [--stream-rate 200] [--stream-seconds 10]
+                     [--saturation-seconds 10] [--workers 64] [--repeats 3] [--stream-rate 200] [--stream-seconds 10]
                      [--streams 10000] [--hold 20] [--only id,id] [--no-portkey] [--no-postgres] [--no-micro]
                      [--unkey-latency-ms 8] [--output BENCHMARKS.md]
         Row ids: direct, yarp, portal, portal-redis-pg, portal-redis-pg-awaited, portal-unkey, portal-unkey-cached, stub-direct, portkey, portal-openai.
@@ -36,6 +36,12 @@ internal static partial class SuiteBenchmark
     /// <summary>How that row turns speculative admission off (a <see cref="GatewayVariant.SettingPrefix"/> variable).</summary>
     private const string AwaitedSetting = GatewayVariant.SettingPrefix + "Cortensor__Gateway__SpeculativeAdmission__Enabled";
     private const string UnkeyWhat = "Portal with the Unkey key provider";
+
+    /// <summary>The request rate of the issue's latency goal, where the goal rows are repeated (<see cref="SuiteSettings.Repeats"/>).</summary>
+    public const int GoalRate = 1000;
+
+    /// <summary>The rows repeated at <see cref="GoalRate"/>: the baseline, the .NET floor and the Portal's hot paths.</summary>
+    public static readonly IReadOnlyList<string> RepeatedRows = ["direct", "yarp", "portal", "portal-redis-pg", AwaitedRow];
 
     /// <summary>The Unkey rows: id, the provider's <c>CacheTtl</c> in seconds (0 = its default, no cache), label.</summary>
     private static readonly (string Id, int CacheTtlSeconds, string Label)[] UnkeyRows =
@@ -284,6 +290,8 @@ internal static partial class SuiteBenchmark
                 }
             }
 
+            await RepeatAsync(settings, client, targets, report);
+
             if (settings.StreamSeconds > 0)
             {
                 Console.WriteLine($"Streams: {settings.StreamRate} req/s open loop for {settings.StreamSeconds} s, simulator at 100 tokens/s, max_tokens 16");
@@ -339,6 +347,44 @@ internal static partial class SuiteBenchmark
         await File.WriteAllTextAsync(output, report.Render());
         Console.WriteLine($"Wrote {output} (logs in {logs}).");
         return 0;
+    }
+
+    /// <summary>
+    /// <see cref="SuiteSettings.Repeats"/> more rounds of <see cref="RepeatedRows"/> at <see cref="GoalRate"/>, each with
+    /// its own baseline; the order rotates every round so no row always follows the same neighbour.
+    /// </summary>
+    private static async Task RepeatAsync(SuiteSettings settings, HttpClient client, List<Target> targets, SuiteReport report)
+    {
+        var rows = targets
+            .Where(t => RepeatedRows.Contains(t.Id))
+            .Where(t => report.Saturation.FirstOrDefault(s => s.Target == t) is not { } saturation || saturation.Result.Rate >= GoalRate * 0.9)
+            .ToList();
+        if (settings.Repeats == 0 || rows.Count < 2 || rows.All(static t => t.Id != "direct"))
+        {
+            return;
+        }
+
+        Console.WriteLine($"Repeats: {settings.Repeats} more rounds of {string.Join(", ", rows.Select(static t => t.Id))} at {GoalRate} req/s");
+        for (var round = 1; round <= settings.Repeats; round++)
+        {
+            var latencies = new Dictionary<string, RoundLatency>(StringComparer.Ordinal);
+            for (var i = 0; i < rows.Count; i++)
+            {
+                var target = rows[(i + round) % rows.Count];
+                var generator = Generator(client, target);
+                if (settings.WarmupSeconds > 0)
+                {
+                    await generator.RunAsync(GoalRate, TimeSpan.FromSeconds(settings.WarmupSeconds), DrainTimeout);
+                }
+
+                var result = await generator.RunAsync(GoalRate, TimeSpan.FromSeconds(settings.Seconds), DrainTimeout);
+                var d = new LatencyDistribution(result.AnsweredLatencies);
+                latencies[target.Id] = new RoundLatency(d.Milliseconds(0.5), d.Milliseconds(0.99), result.NotOk);
+                Console.WriteLine($"  round {round} {target.Id}: p50 {d.Milliseconds(0.5):F3} ms, p99 {d.Milliseconds(0.99):F3} ms, non-200 {result.NotOk}");
+            }
+
+            report.Repeats.Add(new RepeatRound(round, latencies));
+        }
     }
 
     private static bool Wanted(SuiteSettings settings, string id) => settings.Only.Count == 0 || settings.Only.Contains(id);

@@ -24,6 +24,12 @@ internal sealed record SuiteSettings
     /// <summary>Closed-loop workers of the saturation runs.</summary>
     public int Workers { get; init; } = 64;
 
+    /// <summary>
+    /// More interleaved rounds of the goal rows at the goal rate (<see cref="SuiteBenchmark.GoalRate"/>), after the
+    /// fixed-rate tables, so the latency verdicts rest on a median rather than on one run; 0 = none.
+    /// </summary>
+    public int Repeats { get; init; } = 3;
+
     public int StreamRate { get; init; } = 200;
 
     public int StreamSeconds { get; init; } = 10;
@@ -72,6 +78,7 @@ internal sealed record SuiteSettings
                 WarmupSeconds = 1,
                 JitWarmupSeconds = 3,
                 SaturationSeconds = 3,
+                Repeats = 0,
                 StreamRate = 100,
                 StreamSeconds = 3,
                 HoldSeconds = 10,
@@ -110,6 +117,7 @@ internal sealed record SuiteSettings
                 "--jit-warmup" => settings with { JitWarmupSeconds = Int(name, value, 0) },
                 "--saturation-seconds" => settings with { SaturationSeconds = Int(name, value, 0) },
                 "--workers" => settings with { Workers = Int(name, value, 1) },
+                "--repeats" => settings with { Repeats = Int(name, value, 0) },
                 "--stream-rate" => settings with { StreamRate = Int(name, value, 1) },
                 "--stream-seconds" => settings with { StreamSeconds = Int(name, value, 0) },
                 "--streams" => settings with { Streams = Int(name, value, 0) },
