@@ -121,6 +121,37 @@ public sealed class EntitlementTests : IAsyncLifetime
         Assert.True(refused.Headers.Contains("Retry-After"));
     }
 
+    [Fact]
+    public async Task KeysNotUsedForTenRefreshIntervals_AreDropped_KeysInUseStay_EvenWithTheStoreDown()
+    {
+        var cache = _host.Services.GetRequiredService<EntitlementCache>();
+        var refresh = TimeSpan.FromSeconds(30); // the default interval
+        ApiKeyPrincipal Principal(string id) => new() { KeyId = id, OrgId = "org_" + id, Environment = ApiKeyEnvironment.Test, DisplayPrefix = "pk_test_x" };
+        for (var i = 0; i < 20; i++)
+        {
+            await cache.GetAsync(Principal("key_idle_" + i), CancellationToken.None);
+        }
+
+        await cache.GetAsync(Principal("key_busy"), CancellationToken.None);
+        Assert.Equal(21, cache.Count);
+
+        // key_busy is read every interval; for the last few the store is down and the last known copy is served.
+        for (var interval = 1; interval <= EntitlementCache.IdleRefreshIntervals + 1; interval++)
+        {
+            _policies.Broken = interval > EntitlementCache.IdleRefreshIntervals - 3;
+            _host.Time.Advance(refresh);
+            await cache.GetAsync(Principal("key_busy"), CancellationToken.None);
+        }
+
+        _policies.Broken = false;
+        await cache.GetAsync(Principal("key_new"), CancellationToken.None); // a store after the sweep came due
+
+        Assert.Equal(2, cache.Count); // key_busy and key_new; the 20 idle keys are gone
+        var reads = _policies.Reads;
+        await cache.GetAsync(Principal("key_busy"), CancellationToken.None);
+        Assert.Equal(reads, _policies.Reads); // still cached, not reloaded
+    }
+
     private async Task<HttpResponseMessage> SendGetAsync(string path, string key)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);

@@ -245,6 +245,28 @@ public sealed class SpeculativeAdmissionTests : IAsyncLifetime
     }
 
     [Fact]
+    public void KeysThatStopSending_AreSweptWhenAnotherKeyArrives()
+    {
+        var headroom = _host.Services.GetRequiredService<AdmissionHeadroom>();
+        var ample = Allowed(Counter("key-rpm", RateLimitClass.Requests, 100, 90));
+        for (var i = 0; i < 50; i++)
+        {
+            headroom.Observe("key_old_" + i, ample);
+        }
+
+        _host.Time.Advance(AdmissionHeadroom.SweepInterval - TimeSpan.FromSeconds(0.5));
+        headroom.Observe("key_recent", ample);
+        Assert.Equal(51, headroom.Count); // not due yet: nothing swept
+
+        _host.Time.Advance(TimeSpan.FromSeconds(0.5));
+        headroom.Observe("key_new", ample);
+
+        Assert.Equal(2, headroom.Count); // the 50 older than MaxAge are gone; key_recent (0.5 s old) and key_new stay
+        Assert.True(headroom.MaySpeculate("key_recent", 0));
+        Assert.True(headroom.MaySpeculate("key_new", 0));
+    }
+
+    [Fact]
     public async Task Disabled_EveryRequestWaits()
     {
         await StartAsync(requestsPerMinute: 100, o => o.SpeculativeAdmission.Enabled = false);

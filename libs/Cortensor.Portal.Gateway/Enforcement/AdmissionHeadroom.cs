@@ -12,9 +12,13 @@ namespace Cortensor.Portal.Gateway.Enforcement;
 /// </summary>
 internal sealed class AdmissionHeadroom(TimeProvider time, IOptionsMonitor<CortensorGatewayOptions> options)
 {
-    // One entry per key seen with ample room (as many as the entitlement cache holds); removed when room runs low or
-    // when found older than MaxAge.
+    /// <summary>How often adding a key also drops every entry older than MaxAge (keys no longer sending).</summary>
+    internal static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
+
+    // One entry per key seen with ample room; removed when room runs low, when found older than MaxAge, or by the sweep,
+    // so the table holds about the keys that sent within the last sweep interval, not every key ever seen.
     private readonly ConcurrentDictionary<string, Room> _rooms = new(StringComparer.Ordinal);
+    private long _nextSweep = time.GetTimestamp() + Ticks(time, SweepInterval);
 
     /// <summary>Keys currently remembered with ample room (tests, diagnostics).</summary>
     public int Count => _rooms.Count;
@@ -64,8 +68,29 @@ internal sealed class AdmissionHeadroom(TimeProvider time, IOptionsMonitor<Corte
         else
         {
             _rooms[keyId] = new Room { DecidedAt = now, TokenSlack = slack };
+            SweepIfDue(now, settings.MaxAge);
         }
     }
+
+    /// <summary>At most once per <see cref="SweepInterval"/>, on one caller: drops the entries too old to be used.</summary>
+    private void SweepIfDue(long now, TimeSpan maxAge)
+    {
+        var due = Volatile.Read(ref _nextSweep);
+        if (now < due || Interlocked.CompareExchange(ref _nextSweep, now + Ticks(time, SweepInterval), due) != due)
+        {
+            return;
+        }
+
+        foreach (var (keyId, room) in _rooms)
+        {
+            if (time.GetElapsedTime(Volatile.Read(ref room.DecidedAt), now) > maxAge)
+            {
+                _rooms.TryRemove(new KeyValuePair<string, Room>(keyId, room));
+            }
+        }
+    }
+
+    private static long Ticks(TimeProvider time, TimeSpan span) => (long)(span.TotalSeconds * time.TimestampFrequency);
 
     /// <summary>
     /// Tokens a next request may carry and still leave the margin on every token rule (long.MaxValue without token

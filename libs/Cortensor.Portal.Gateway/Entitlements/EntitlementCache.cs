@@ -45,6 +45,7 @@ internal sealed partial class EntitlementCache : IDisposable
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Task<KeyEntitlements>> _loading = new(StringComparer.Ordinal);
     private long _generation;
+    private long _nextSweepUtcTicks;
 
     public EntitlementCache(
         IEnumerable<IModelAccessPolicyStore> policies,
@@ -60,7 +61,15 @@ internal sealed partial class EntitlementCache : IDisposable
         _options = options.Value;
         _logger = logger;
         _subscription = changes.Subscribe(OnChange);
+        _nextSweepUtcTicks = (time.GetUtcNow() + _options.RefreshInterval).UtcTicks;
     }
+
+    /// <summary>
+    /// An entry not read for this many refresh intervals (5 min by default) is dropped by the sweep that runs once per
+    /// interval, so the table holds the keys in use rather than every key ever seen. A key in use keeps its entry
+    /// through a store outage: each read past its refresh time pushes that time forward.
+    /// </summary>
+    internal const int IdleRefreshIntervals = 10;
 
     /// <summary>Entries held (tests, diagnostics).</summary>
     public int Count => _entries.Count;
@@ -130,7 +139,9 @@ internal sealed partial class EntitlementCache : IDisposable
         // A change notice that arrived while loading may have made this answer stale: use it, do not keep it.
         if (Interlocked.Read(ref _generation) == generation)
         {
-            _entries[principal.KeyId] = new Entry(principal.OrgId, value, _time.GetUtcNow() + _options.RefreshInterval);
+            var now = _time.GetUtcNow();
+            _entries[principal.KeyId] = new Entry(principal.OrgId, value, now + _options.RefreshInterval);
+            SweepIfDue(now);
         }
 
         return value;
@@ -162,6 +173,20 @@ internal sealed partial class EntitlementCache : IDisposable
                 _entries.Clear();
                 break;
         }
+    }
+
+    /// <summary>At most once per refresh interval, on one caller: drops entries idle for <see cref="IdleRefreshIntervals"/>.</summary>
+    private void SweepIfDue(DateTimeOffset now)
+    {
+        var due = Interlocked.Read(ref _nextSweepUtcTicks);
+        if (now.UtcTicks < due || Interlocked.CompareExchange(ref _nextSweepUtcTicks, (now + _options.RefreshInterval).UtcTicks, due) != due)
+        {
+            return;
+        }
+
+        // RefreshAt is load time + one interval; a key read since then was reloaded (or, with the store down, pushed on).
+        var idleSince = now - ((IdleRefreshIntervals - 1) * _options.RefreshInterval);
+        RemoveWhere(e => e.RefreshAt < idleSince);
     }
 
     private void RemoveWhere(Func<Entry, bool> match)
