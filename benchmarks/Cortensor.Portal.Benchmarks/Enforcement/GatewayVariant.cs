@@ -4,6 +4,7 @@ using Cortensor.Portal.Accounts.Policies;
 using Cortensor.Portal.Fleet.Simulator;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.Usage;
+using Cortensor.Portal.Metering.Writer;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -183,6 +184,9 @@ internal sealed class GatewayVariant : IAsyncDisposable
         // As the host's Program.cs, minus the development bootstrap (the key is issued below).
         builder.Services.AddCortensorGateway().BindConfiguration(builder.Configuration);
         builder.Services.AddCortensorMetering(o => o.SpillDirectory = Path.Combine(folder, "spill"));
+        // Diagnostics only (the host does not bind it): BENCH_SETTING_Cortensor__Usage__MaxBatchDelay etc. move the usage
+        // writer's batches out of a timed window, to tell their share of a tail from the rest.
+        builder.Services.Configure<UsageWriterOptions>(builder.Configuration.GetSection("Cortensor:Usage"));
         if (kind == VariantKind.RedisPostgres)
         {
             ArgumentException.ThrowIfNullOrWhiteSpace(setup.PostgresConnection);
