@@ -316,17 +316,17 @@ internal static partial class SuiteBenchmark
                 var ttftRows = streamTargets.Where(static t => t.Id is "direct" or "portal").ToList();
                 for (var round = 1; round <= settings.Repeats && ttftRows.Count == 2; round++)
                 {
-                    var p50 = new Dictionary<string, RoundLatency>(StringComparer.Ordinal);
+                    var ttft = new Dictionary<string, RoundLatency>(StringComparer.Ordinal);
                     for (var i = 0; i < ttftRows.Count; i++)
                     {
                         var target = ttftRows[(i + round) % ttftRows.Count];
                         await SuiteLoad.StreamOpenLoopAsync(client, Factory(target), settings.StreamRate, TimeSpan.FromSeconds(Math.Max(1, settings.WarmupSeconds)));
                         var result = await SuiteLoad.StreamOpenLoopAsync(client, Factory(target), settings.StreamRate, TimeSpan.FromSeconds(settings.StreamSeconds));
-                        p50[target.Id] = new RoundLatency(Percentile(result.TimeToFirstToken, 0.5), Percentile(result.TimeToFirstToken, 0.99), result.Failures);
+                        ttft[target.Id] = new RoundLatency(Percentile(result.TimeToFirstToken, 0.5), Percentile(result.TimeToFirstToken, 0.99), result.Failures);
                         Console.WriteLine($"  round {round} {target.Id}: TTFT p50 {Ms(Percentile(result.TimeToFirstToken, 0.5))} ms, failures {result.Failures}");
                     }
 
-                    report.StreamRepeats.Add(new RepeatRound(round, p50));
+                    report.StreamRepeats.Add(new RepeatRound(round, ttft));
                 }
             }
 
