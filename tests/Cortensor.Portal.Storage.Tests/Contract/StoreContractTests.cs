@@ -442,6 +442,42 @@ public abstract class StoreContractTests
     }
 
     [Fact]
+    public async Task Usage_TextOutsideAscii_RoundTripsUnchanged()
+    {
+        await using var store = await CreateStoreAsync();
+        var usage = new UsageEvent
+        {
+            RequestId = "req_ünï",
+            OccurredAt = BaseTime,
+            OrgId = "org_é",
+            KeyId = "key_日本",
+            Model = "modèle-😀",
+            Pool = "pool-ß",
+            Outcome = UsageOutcome.Succeeded,
+        };
+        var log = new RequestLogEntry
+        {
+            RequestId = "req_ünï",
+            OccurredAt = BaseTime,
+            OrgId = "org_é",
+            KeyId = "key_日本",
+            Method = "POST",
+            Path = "/v1/chat/completions/ü",
+            Model = "modèle-😀",
+            StatusCode = 200,
+            ErrorCode = "code_ø",
+            LatencyMs = 1,
+            RouterId = "router-日本",
+        };
+
+        await store.Sink.WriteBatchAsync([new UsageRecord(usage, log)], CancellationToken.None);
+
+        Assert.Equal(usage, await store.Reader.FindUsageEventAsync("req_ünï"));
+        Assert.Equal(log, await store.Reader.FindRequestLogAsync("req_ünï"));
+        Assert.Equal(new UsageTotals(1, 0, 0), await store.Reader.GetTotalsAsync("org_é", BaseTime, BaseTime.AddHours(1), "key_日本"));
+    }
+
+    [Fact]
     public async Task Timestamps_RoundTripToTheMicrosecondInUtc()
     {
         await using var store = await CreateStoreAsync();
