@@ -27,6 +27,9 @@ public sealed class FakeOpenAIUpstream : IAsyncDisposable
 
     public ConcurrentQueue<string> AuthorizationHeaders { get; } = new();
 
+    /// <summary>The W3C trace headers (<c>traceparent</c>, then <c>tracestate</c>, empty when absent) of each request, by its last message.</summary>
+    public ConcurrentDictionary<string, string> TraceHeadersByLastMessage { get; } = new();
+
     public static async Task<FakeOpenAIUpstream> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -40,6 +43,7 @@ public sealed class FakeOpenAIUpstream : IAsyncDisposable
             using var doc = await JsonDocument.ParseAsync(context.Request.Body);
             var model = doc.RootElement.GetProperty("model").GetString();
             var last = doc.RootElement.GetProperty("messages").EnumerateArray().Last().GetProperty("content").GetString();
+            self.TraceHeadersByLastMessage[last ?? ""] = context.Request.Headers["traceparent"] + "|" + context.Request.Headers["tracestate"];
             var text = $"upstream saw: {last} (model {model})";
             if (doc.RootElement.TryGetProperty("stream", out var stream) && stream.GetBoolean())
             {

@@ -248,6 +248,31 @@ public sealed class OpenAICompatibleUpstreamTests(PortalFixture portal)
     }
 
     [Fact]
+    public async Task Completion_UpstreamPool_DoesNotPassTheCallersTraceContextOn()
+    {
+        // A caller's trace ids are the caller's: on defaults the host starts no per-request Activity (see the
+        // template's appsettings.json), so nothing adopts them and the router client propagates nothing.
+        const string traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+        var prompt = "trace " + Guid.NewGuid().ToString("N");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(portal.BaseUrl, "/v1/chat/completions"))
+        {
+            Content = new StringContent(
+                JsonSerializer.Serialize(new { model = "m-upstream", messages = new[] { new { role = "user", content = prompt } } }),
+                Encoding.UTF8,
+                "application/json"),
+        };
+        request.Headers.Authorization = new("Bearer", portal.DevKey);
+        request.Headers.TryAddWithoutValidation("traceparent", $"00-{traceId}-00f067aa0ba902b7-01");
+        request.Headers.TryAddWithoutValidation("tracestate", "customer=private");
+
+        using var response = await portal.Http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(portal.Upstream.TraceHeadersByLastMessage.TryGetValue(prompt, out var seen), "the upstream did not see the request");
+        Assert.Equal("|", seen);
+    }
+
+    [Fact]
     public async Task CompleteChatStreaming_UpstreamPool_StreamsUpstreamText()
     {
         var text = new StringBuilder();

@@ -180,6 +180,7 @@ internal sealed class GatewayVariant : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddConsole();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None); // as the host's appsettings.json
 
         // As the host's Program.cs, minus the development bootstrap (the key is issued below).
         builder.Services.AddCortensorGateway().BindConfiguration(builder.Configuration);
