@@ -17,12 +17,12 @@ public static class CortensorGatewayEndpointRouteBuilderExtensions
     public static RouteGroupBuilder MapCortensorGateway(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        if (endpoints.ServiceProvider.GetService<GatewayEndpointFilter>() is null)
-        {
-            throw new InvalidOperationException("Call services.AddCortensorGateway() before app.MapCortensorGateway().");
-        }
+        var filter = endpoints.ServiceProvider.GetService<GatewayEndpointFilter>()
+            ?? throw new InvalidOperationException("Call services.AddCortensorGateway() before app.MapCortensorGateway().");
 
-        var root = endpoints.MapGroup("").AddEndpointFilter<GatewayEndpointFilter>();
+        // The registered singleton: AddEndpointFilter<T>() would build a new filter, resolving its five
+        // dependencies, on every request.
+        var root = endpoints.MapGroup("").AddEndpointFilter(filter);
         root.MapGet("/health", ModelsEndpoints.HealthAsync).WithName("CortensorHealth");
 
         var v1 = root.MapGroup("/v1");
