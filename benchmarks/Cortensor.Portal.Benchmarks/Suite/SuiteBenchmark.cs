@@ -28,6 +28,17 @@ internal static partial class SuiteBenchmark
         """;
 
     private const string RepoCommand = "dotnet run -c Release --project benchmarks/Cortensor.Portal.Benchmarks --";
+
+    /// <summary>
+    /// The runtime settings of the host (templates/content/Cortensor.Portal.Host: a Web SDK app, so server GC, plus
+    /// the GC setting in its project file) as environment variables, for every gateway process
+    /// (Portal and YARP rows alike), since they all run as this program. A test keeps the two in step.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> HostRuntimeEnvironment { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["DOTNET_gcServer"] = "1",
+        ["DOTNET_GCDynamicAdaptationMode"] = "0",
+    };
     private const string UnkeyApiId = "api_bench";
 
     /// <summary>The Redis row with speculative admission off: every request awaits its decision before the router call.</summary>
@@ -63,11 +74,7 @@ internal static partial class SuiteBenchmark
         Console.WriteLine($"Suite: logs in {logs}; {Environment.ProcessorCount} cores; load {report.LoadBefore}");
 
         var key = "sim_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
-        var gatewayEnv = new Dictionary<string, string>
-        {
-            // The host is a Web SDK app: server GC, as deployed.
-            ["DOTNET_gcServer"] = "1",
-        };
+        var gatewayEnv = new Dictionary<string, string>(HostRuntimeEnvironment, StringComparer.Ordinal);
         foreach (var (name, value) in settings.GatewayEnvironment)
         {
             gatewayEnv[name] = value;

@@ -94,7 +94,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             $"load average before {LoadBefore}, after {LoadAfter}.");
         md.AppendLine("- **Everything shares these cores**: the load generator (this process), the gateway under test, the upstream (router simulator " +
             "or OpenAI stub), for the Redis row redis-server and Postgres, and for the Unkey rows the Unkey stub. Each server is its own process on 127.0.0.1 (gateways with server GC, " +
-            "as the Web SDK host runs), so CPU per request is split by process.");
+            "as the Web SDK host runs, and DATAS off, as the host sets it), so CPU per request is split by process.");
         md.AppendLine("- Upstreams: the router simulator in fast mode (no latency, tokens as fast as possible; one at 100 tokens/s for the stream rows), and " +
             "a minimal OpenAI-compatible stub (fixed 8-token answer) for the peers that only speak OpenAI (Portkey) and for a Portal row on the same upstream.");
         foreach (var note in Notes)
@@ -508,9 +508,10 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         md.AppendLine("- **Where the gateway's CPU goes** (`perf` profiles of the gateway at saturation and at 1,000 req/s, taken while building this suite with " +
             "`DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0`; not re-run by the suite): the outbound `HttpClient` chain was ~27 % inclusive and is now trimmed " +
             "(no `IHttpClientFactory` logging handlers or scopes, no redirect or cookie handling); what remains is spread out: the kernel's loopback sockets (two per request), " +
-            "the Polly circuit breaker and `DiagnosticsHandler` layers, Kestrel, JSON, enforcement. At 1,000 req/s about a fifth of the gateway's CPU is the .NET thread pool " +
-            "spinning for work (`LowLevelLifoSemaphore`); `DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0` removes it and roughly halved CPU per request across all processes in one " +
-            "trial run, but added ~0.2 ms at p50 (threads then sleep and must be woken), so the defaults stay.");
+            "the Polly circuit breaker, Kestrel, JSON, enforcement. At 1,000 req/s a large share of the gateway's CPU is the .NET thread pool " +
+            "spinning for work (`LowLevelLifoSemaphore`, `sched_yield`); `DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0` removes it and halved the gateway's CPU per request " +
+            "(Redis row 806 → 391 µs in back-to-back runs), but its latency was worse (added p50 median +0.278 → +0.303 ms, p99 +1.21 → +1.97 ms): threads then sleep and must be " +
+            "woken, so the spinning stays.");
         var gc = Fixed.Where(static r => r.Rate == 1000 && r.Result is not null && r.GcBefore is not null && r.GcAfter is not null).ToList();
         var portalGc = gc.FirstOrDefault(static r => r.Target.Id == "portal");
         var yarpGc = gc.FirstOrDefault(static r => r.Target.Id == "yarp");
@@ -519,12 +520,12 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
             static double Kib(FixedRow r) => (r.GcAfter!.TotalAllocated - r.GcBefore!.TotalAllocated) / 1024.0 / Math.Max(1, r.Result!.Latency.Length);
             static double Pause(FixedRow r) => r.GcAfter!.PauseMilliseconds - r.GcBefore!.PauseMilliseconds;
             var collections = portalGc.GcAfter!.Gen0 - portalGc.GcBefore!.Gen0;
-            var head = FormattableString.Invariant($"- **The p99 tail is CPU contention more than garbage collection.** At 1,000 req/s the embedded gateway allocated {Kib(portalGc):F1} KiB per request");
+            var head = FormattableString.Invariant($"- **The p99 tail.** At 1,000 req/s the embedded gateway allocated {Kib(portalGc):F1} KiB per request");
             var yarpPart = yarpGc is null ? "" : FormattableString.Invariant($" (YARP {Kib(yarpGc):F1} KiB)");
             var counts = FormattableString.Invariant($": {collections} gen0 collections in {settings.Seconds} s, {Pause(portalGc):F0} ms paused in all ({Pause(portalGc) / (settings.Seconds * 10.0):F2} % of the run). ");
             md.AppendLine(head + yarpPart + counts +
-                "Fewer collections do not shorten the tail: with DATAS off (`--gateway-env DOTNET_GCDynamicAdaptationMode=0`) trial runs had 8–9 gen0 collections in 10 s " +
-                "instead of ~60 for the Redis row and the same p99 (4.9–9.8 ms). Per-request latency by send time (`--latency-csv`) shows where the slow requests are: " +
+                "Gateways run server GC without DATAS, as the host does (`GarbageCollectionAdaptationMode=0`): with DATAS on, the same load had ~60 gen0 collections in 10 s " +
+                "(a ~2.5 MB budget at ~17 MB/s), and each pause of ~1 ms delays the requests in flight; at this rate that alone is close to 1 % of requests. Per-request latency by send time (`--latency-csv`) shows where the other slow requests are: " +
                 "in bursts at the usage writer's 200 ms batch period (writing a batch takes CPU in the gateway and in SQLite or Postgres, i.e. one of the two cores for a few ms) " +
                 "and scattered otherwise, as in the YARP row, whose own added p99 moved between −0.3 and +12 ms across runs on this machine" +
                 (Spreads().FirstOrDefault(static s => s.Id == "yarp") is { Rounds: > 1 } yarpRounds
