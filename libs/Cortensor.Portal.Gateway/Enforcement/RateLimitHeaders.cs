@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -18,6 +19,10 @@ internal static class RateLimitHeaders
 {
     public const string Policy = "RateLimit-Policy";
     public const string State = "RateLimit";
+
+    private const int MaxCachedPolicyTexts = 256;
+
+    private static readonly ConcurrentDictionary<PolicyShape, string> PolicyTexts = new();
 
     /// <summary>
     /// Writes the headers of this request's decision, if it has one and the response has not started. Rate limits the
@@ -41,7 +46,7 @@ internal static class RateLimitHeaders
         }
 
         var headers = context.Response.Headers;
-        headers[Policy] = Join(counters.Count > 0 ? FormatPolicy(counters) : "", FormatProviderPolicy(provided));
+        headers[Policy] = Join(counters.Count > 0 ? PolicyText(counters) : "", FormatProviderPolicy(provided));
         headers[State] = Join(counters.Count > 0 ? FormatState(counters) : "", FormatProviderState(provided));
         WriteOpenAIHeaders(headers, counters, RateLimitClass.Requests, OpenAIHeaderNames.Requests);
         WriteOpenAIHeaders(headers, counters, RateLimitClass.Tokens, OpenAIHeaderNames.Tokens);
@@ -85,6 +90,29 @@ internal static class RateLimitHeaders
 
     private static string Join(string own, string provided)
         => own.Length == 0 ? provided : provided.Length == 0 ? own : own + ", " + provided;
+
+    /// <summary>
+    /// <see cref="FormatPolicy"/>, built once per set of policies: the text depends only on each counter's policy name
+    /// and rule, and a deployment has a handful of plans and overrides (the planner shares their rules), so every
+    /// counted response would otherwise format the same string again.
+    /// </summary>
+    public static string PolicyText(IReadOnlyList<RateLimitCounter> counters)
+    {
+        var shape = new PolicyShape(counters);
+        if (PolicyTexts.TryGetValue(shape, out var text))
+        {
+            return text;
+        }
+
+        text = FormatPolicy(counters);
+        if (PolicyTexts.Count < MaxCachedPolicyTexts)
+        {
+            // The key keeps this decision's counters, of which only policy names and rules are compared.
+            PolicyTexts.TryAdd(shape, text);
+        }
+
+        return text;
+    }
 
     public static string FormatPolicy(IReadOnlyList<RateLimitCounter> counters)
     {
@@ -204,6 +232,46 @@ internal static class RateLimitHeaders
         public static readonly OpenAIHeaderNames Requests = new("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests");
 
         public static readonly OpenAIHeaderNames Tokens = new("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens");
+    }
+
+    /// <summary>Counters compared by what <c>RateLimit-Policy</c> shows of them: policy name and rule, in order.</summary>
+    private readonly struct PolicyShape(IReadOnlyList<RateLimitCounter> counters) : IEquatable<PolicyShape>
+    {
+        private readonly IReadOnlyList<RateLimitCounter> _counters = counters;
+
+        public bool Equals(PolicyShape other)
+        {
+            if (_counters.Count != other._counters.Count)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < _counters.Count; i++)
+            {
+                var a = _counters[i];
+                var b = other._counters[i];
+                if (!string.Equals(a.Policy, b.Policy, StringComparison.Ordinal) || !a.Rule.Equals(b.Rule))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        public override bool Equals(object? obj) => obj is PolicyShape other && Equals(other);
+
+        public override int GetHashCode()
+        {
+            var hash = new HashCode();
+            for (var i = 0; i < _counters.Count; i++)
+            {
+                hash.Add(_counters[i].Policy, StringComparer.Ordinal);
+                hash.Add(_counters[i].Rule);
+            }
+
+            return hash.ToHashCode();
+        }
     }
 
     /// <summary>Whole seconds, rounded up (a client waiting this long is never early).</summary>

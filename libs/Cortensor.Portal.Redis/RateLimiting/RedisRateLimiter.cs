@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Redis.Configuration;
 using Cortensor.Portal.Redis.Internal;
@@ -31,6 +32,10 @@ public sealed partial class RedisRateLimiter : IRateLimiter
     private readonly ILogger<RedisRateLimiter> _logger;
     private readonly string _prefix;
     private readonly TimeSpan _timeout;
+    private readonly ConcurrentDictionary<(string HashTag, string Scope, string Id), PartitionKeys> _partitionKeys = new();
+
+    /// <summary>Partitions whose keys are kept: about one per active key plus one per org.</summary>
+    internal const int MaxCachedPartitions = 10_000;
 
     /// <param name="redis">The shared connection.</param>
     /// <param name="options">Key prefix and operation timeout.</param>
@@ -69,13 +74,19 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         args[1] = request.Tokens;
         args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
         var i = 0;
-        foreach (var (partition, rule) in request.EnumerateRules())
+        for (var p = 0; p < request.Partitions.Count; p++)
         {
-            keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
-            args[3 + (3 * i)] = ClassCode(rule.Class);
-            args[4 + (3 * i)] = rule.Quota;
-            args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
-            i++;
+            var partition = request.Partitions[p];
+            var partitionKeys = KeysOf(request.HashTag, partition);
+            for (var r = 0; r < partition.Rules.Count; r++)
+            {
+                var rule = partition.Rules[r];
+                keys[i] = partitionKeys[r];
+                args[3 + (3 * i)] = ClassCode(rule.Class);
+                args[4 + (3 * i)] = rule.Quota;
+                args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                i++;
+            }
         }
 
         var result = await RedisCalls.WithTimeout(
@@ -131,15 +142,21 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         args[0] = request.RequestId;
         args[1] = delta;
         var i = 0;
-        foreach (var (partition, rule) in request.EnumerateRules())
+        for (var p = 0; p < request.Partitions.Count; p++)
         {
-            if (Settles(rule, delta))
+            var partition = request.Partitions[p];
+            var partitionKeys = KeysOf(request.HashTag, partition);
+            for (var r = 0; r < partition.Rules.Count; r++)
             {
-                keys[i] = GetKey(request.HashTag, partition.Scope, partition.Id, rule.Name);
-                args[2 + (3 * i)] = ClassCode(rule.Class);
-                args[3 + (3 * i)] = rule.Quota;
-                args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
-                i++;
+                var rule = partition.Rules[r];
+                if (Settles(rule, delta))
+                {
+                    keys[i] = partitionKeys[r];
+                    args[2 + (3 * i)] = ClassCode(rule.Class);
+                    args[3 + (3 * i)] = rule.Quota;
+                    args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                    i++;
+                }
             }
         }
 
@@ -153,6 +170,54 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             Log.ReleaseFailed(_logger, request.RequestId, ex);
+        }
+    }
+
+    /// <summary>
+    /// The keys of <paramref name="partition"/>'s rules, in rule order. Every request of a key names the same keys,
+    /// so they are built once per partition and rule names (12 strings per request otherwise), in a table that is
+    /// emptied when it reaches <see cref="MaxCachedPartitions"/> entries.
+    /// </summary>
+    private RedisKey[] KeysOf(string hashTag, RateLimitPartition partition)
+    {
+        var subject = (hashTag, partition.Scope, partition.Id);
+        if (_partitionKeys.TryGetValue(subject, out var cached) && SameNames(cached.Names, partition.Rules))
+        {
+            return cached.Keys;
+        }
+
+        var names = new string[partition.Rules.Count];
+        var keys = new RedisKey[names.Length];
+        for (var r = 0; r < names.Length; r++)
+        {
+            names[r] = partition.Rules[r].Name;
+            keys[r] = GetKey(hashTag, partition.Scope, partition.Id, names[r]);
+        }
+
+        if (_partitionKeys.Count >= MaxCachedPartitions)
+        {
+            _partitionKeys.Clear();
+        }
+
+        _partitionKeys[subject] = new PartitionKeys(names, keys);
+        return keys;
+
+        static bool SameNames(string[] names, IReadOnlyList<RateLimitRule> rules)
+        {
+            if (names.Length != rules.Count)
+            {
+                return false;
+            }
+
+            for (var r = 0; r < names.Length; r++)
+            {
+                if (!string.Equals(names[r], rules[r].Name, StringComparison.Ordinal))
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
     }
 
@@ -243,6 +308,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter
     /// <summary>Whether releasing touches this rule: concurrency slots always, token rules when the actual count differs from the charge.</summary>
     private static bool Settles(RateLimitRule rule, long delta) =>
         rule.Class == RateLimitClass.Concurrency || (rule.Class == RateLimitClass.Tokens && delta != 0);
+
+    private sealed record PartitionKeys(string[] Names, RedisKey[] Keys);
 
     private static string ClassCode(RateLimitClass value) => value switch
     {

@@ -209,6 +209,56 @@ public sealed class RedisRateLimiterScriptTests : IDisposable
     }
 
     [Fact]
+    public async Task A_partition_whose_rules_change_counts_under_the_new_rules_keys()
+    {
+        var scope = Track(new RedisTestScope());
+        var connection = scope.Connect();
+        var limiter = CreateLimiter(scope, connection);
+        var db = connection.GetDatabase();
+        var tag = NewId();
+        var rpm = new RateLimitRule("rpm", RateLimitClass.Requests, 10, Minute);
+        var rph = new RateLimitRule("rph", RateLimitClass.Requests, 10, Hour);
+
+        // The same key and org, first with one rule, then (a plan change) with another and then both: each request
+        // writes exactly the keys of the rules it names, never a previous request's.
+        Assert.True((await limiter.AcquireAsync(Request(tag, new RateLimitPartition("key", "k", [rpm])))).IsAllowed);
+        Assert.True(await db.KeyExistsAsync(limiter.GetKey(tag, "key", "k", "rpm")));
+        Assert.False(await db.KeyExistsAsync(limiter.GetKey(tag, "key", "k", "rph")));
+
+        await db.KeyDeleteAsync(limiter.GetKey(tag, "key", "k", "rpm"));
+        var changed = await limiter.AcquireAsync(Request(tag, new RateLimitPartition("key", "k", [rph])));
+        Assert.True(changed.IsAllowed);
+        Assert.Equal(9, changed.Counters[0].Remaining);
+        Assert.True(await db.KeyExistsAsync(limiter.GetKey(tag, "key", "k", "rph")));
+        Assert.False(await db.KeyExistsAsync(limiter.GetKey(tag, "key", "k", "rpm")));
+
+        var both = await limiter.AcquireAsync(Request(tag, new RateLimitPartition("key", "k", [rph, rpm])));
+        Assert.Equal([8L, 9L], both.Counters.Select(static c => c.Remaining));
+    }
+
+    [Fact]
+    public async Task Keys_stay_right_when_more_partitions_than_the_key_table_holds_have_been_seen()
+    {
+        var scope = Track(new RedisTestScope());
+        var connection = scope.Connect();
+        var limiter = CreateLimiter(scope, connection);
+        var db = connection.GetDatabase();
+        var tag = NewId();
+        var rph = new RateLimitRule("rph", RateLimitClass.Requests, 10, Hour);
+
+        // Past the table's size it is emptied and refilled; a key seen before then gets its own keys again.
+        for (var k = 0; k <= RedisRateLimiter.MaxCachedPartitions; k += 500)
+        {
+            var batch = Enumerable.Range(k, 500).Select(i => limiter.AcquireAsync(Request(tag, new RateLimitPartition("key", "k" + i, [rph]))).AsTask());
+            Assert.All(await Task.WhenAll(batch), static d => Assert.Equal(9, d.Counters[0].Remaining));
+        }
+
+        var again = await limiter.AcquireAsync(Request(tag, new RateLimitPartition("key", "k0", [rph])));
+        Assert.Equal(8, again.Counters[0].Remaining);
+        Assert.True(await db.KeyExistsAsync(limiter.GetKey(tag, "key", "k0", "rph")));
+    }
+
+    [Fact]
     public async Task GetKey_EscapesSeparatorsAndBraces()
     {
         var scope = Track(new RedisTestScope());
