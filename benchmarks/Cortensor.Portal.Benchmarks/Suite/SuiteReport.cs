@@ -544,7 +544,7 @@ internal sealed class SuiteReport(SuiteSettings settings, string commandLine, Da
         {
             md.AppendLine($"- **Open streams.** {Mib(Math.Max(h.MaxRss, h.PeakRss))} of RSS for {h.MinOpen:N0} open streams ≈ {(h.Rss - h.IdleRss) / (double)Math.Max(1, h.MinOpen) / 1024:F0} KiB per stream above idle " +
                 $"(GC heap {Mib(h.Gc.HeapSizeBytes)} ≈ {(h.Gc.HeapSizeBytes - h.IdleGc.HeapSizeBytes) / (double)Math.Max(1, h.MinOpen) / 1024:F0} KiB per stream), with server GC. Each stream keeps a router " +
-                "connection (the `SocketsHttpHandler` connection and its buffers), Kestrel's HTTP/2 stream and response state, and the SSE parser's one 2 KiB pooled buffer; server GC also keeps headroom above the live heap.");
+                "connection (the `SocketsHttpHandler` connection and its buffers), Kestrel's HTTP/2 stream and response state, and the SSE parser's one 2 KiB pooled buffer; server GC (DATAS off, as the host runs it) also keeps headroom above the live heap.");
         }
 
         md.AppendLine();
