@@ -208,6 +208,8 @@ internal sealed class GatewayVariant : IAsyncDisposable
             ArgumentException.ThrowIfNullOrWhiteSpace(redisConnection);
             builder.Services.AddCortensorRedis(o =>
             {
+                // As the host: Cortensor:Redis settings (for example ReleaseDelay) from the gateway's configuration.
+                builder.Configuration.GetSection("Cortensor:Redis").Bind(o);
                 o.ConnectionString = redisConnection;
                 o.KeyPrefix = setup.RedisKeyPrefix;
             });

@@ -31,6 +31,16 @@ public sealed class RedisOptions
     /// <value>The default value is 250 milliseconds.</value>
     public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// How long a finished request's release (freeing its concurrency slots, settling its tokens) may wait to ride
+    /// on the next rate-limit decision this replica sends for the same org, which saves a Redis round trip per
+    /// request. A release that no decision picks up in time is sent on its own, together with every other release
+    /// of its org that is waiting. Zero sends every release at once. Until it is applied, other replicas still
+    /// count the slot.
+    /// </summary>
+    /// <value>The default value is 5 milliseconds.</value>
+    public TimeSpan ReleaseDelay { get; set; } = TimeSpan.FromMilliseconds(5);
+
     /// <summary>How long a verified key's principal is kept in Redis (revocations delete it at once).</summary>
     /// <value>The default value is 60 seconds.</value>
     public TimeSpan KeyCacheTtl { get; set; } = TimeSpan.FromSeconds(60);

@@ -13,6 +13,9 @@ internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOption
     private static readonly TimeSpan MaxOperationTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan MaxCacheTtl = TimeSpan.FromDays(1);
 
+    // Longer would hold finished requests' slots long enough for other replicas to refuse on them.
+    private static readonly TimeSpan MaxReleaseDelay = TimeSpan.FromSeconds(1);
+
     public ValidateOptionsResult Validate(string? name, RedisOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -57,6 +60,11 @@ internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOption
         if (options.UnknownKeyTtl < TimeSpan.Zero || options.UnknownKeyTtl > MaxCacheTtl)
         {
             builder.AddError("must be between 0 (not cached) and 1 day.", nameof(RedisOptions.UnknownKeyTtl));
+        }
+
+        if (options.ReleaseDelay < TimeSpan.Zero || options.ReleaseDelay > MaxReleaseDelay)
+        {
+            builder.AddError("must be between 0 (each release sent at once) and 1 second.", nameof(RedisOptions.ReleaseDelay));
         }
 
         return builder.Build();

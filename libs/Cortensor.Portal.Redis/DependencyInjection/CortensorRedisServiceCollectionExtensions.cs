@@ -92,7 +92,8 @@ public static class CortensorRedisServiceCollectionExtensions
             sp.GetRequiredService<IConnectionMultiplexer>(),
             sp.GetRequiredService<IOptions<RedisOptions>>(),
             sp.GetRequiredService<IOptionsMonitor<RateLimitingOptions>>(),
-            Logger<RedisRateLimiter>(sp)));
+            Logger<RedisRateLimiter>(sp),
+            sp.GetRequiredService<TimeProvider>()));
         rateLimiting.UseSharedStore(static sp => sp.GetRequiredService<RedisRateLimiter>());
 
         services.TryAddSingleton(static sp => new RedisApiKeyProvider(

@@ -17,12 +17,50 @@ internal static class RedisRateLimitScripts
     public const string ConcurrencyCode = "c";
 
     /// <summary>
-    /// KEYS[i]: the state of rule i (a TAT string, or a sorted set of request ids scored by slot expiry).
-    /// ARGV: request id, tokens, slot TTL (µs), then per rule: class code, quota, window (µs).
-    /// Returns: { allowed (1/0), then per rule: allowed (1/0), remaining, reset (µs), retry after (µs) }.
-    /// Decides every rule first; writes only when all of them admit (a refusal writes nothing).
+    /// The release of earlier requests, shared by both scripts: <c>release_ops(now, first_key, first_arg, count)</c>
+    /// applies <c>count</c> operations, operation j on <c>KEYS[first_key + j]</c> with five ARGV from
+    /// <c>first_arg + 5j</c>: class code, quota, window (µs), request id, token delta (actual − charged).
+    /// Concurrency: removes the request's slot. Tokens: settles the TAT (<c>Gcra.Settle</c>: never below now; deleted
+    /// when ≤ now). Requests: nothing.
     /// </summary>
-    public const string Acquire = """
+    private const string ReleaseFunction = """
+        local function release_ops(now, first_key, first_arg, count)
+          for j = 0, count - 1 do
+            local key = KEYS[first_key + j]
+            local a = first_arg + 5 * j
+            local class = ARGV[a]
+            if class == 'c' then
+              redis.call('ZREM', key, ARGV[a + 3])
+            elseif class == 't' then
+              local delta = tonumber(ARGV[a + 4])
+              if delta ~= 0 then
+                local t = math.floor(tonumber(ARGV[a + 2]) / tonumber(ARGV[a + 1]))
+                if t < 1 then t = 1 end
+                local tat = tonumber(redis.call('GET', key) or '0') or 0
+                if tat < now then tat = now end
+                tat = tat + delta * t
+                if tat > now then
+                  redis.call('SET', key, string.format('%.0f', tat), 'PX', tostring(math.max(1, math.ceil((tat - now) / 1000))))
+                else
+                  redis.call('DEL', key)
+                end
+              end
+            end
+          end
+        end
+
+        """;
+
+    /// <summary>
+    /// KEYS[1..n]: the state of rule i (a TAT string, or a sorted set of request ids scored by slot expiry); then
+    /// KEYS[n+1..n+m]: the keys of m release operations of earlier requests of the same hash tag, carried along.
+    /// ARGV: request id, tokens, slot TTL (µs), m, then per rule: class code, quota, window (µs), then per release
+    /// operation the five values of <c>release_ops</c>.
+    /// Returns: { allowed (1/0), then per rule: allowed (1/0), remaining, reset (µs), retry after (µs) }.
+    /// Applies the releases first (they free what this decision may need), then decides every rule; writes this
+    /// request's state only when all of them admit (a refusal writes nothing of its own).
+    /// </summary>
+    public const string Acquire = ReleaseFunction + """
         if redis.replicate_commands then redis.replicate_commands() end
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -31,13 +69,15 @@ internal static class RedisRateLimitScripts
         local id = ARGV[1]
         local tokens = tonumber(ARGV[2])
         local slot_ttl = tonumber(ARGV[3])
-        local n = #KEYS
+        local m = tonumber(ARGV[4])
+        local n = #KEYS - m
+        if m > 0 then release_ops(now, n + 1, 5 + 3 * n, m) end
         local out = { 1 }
         local refused = false
         -- cur: TAT (max(stored, now)) or slots in flight; nxt: TAT to store when admitted (nil: nothing to write)
         local cur, nxt = {}, {}
         for i = 1, n do
-          local a = 3 * i + 1
+          local a = 3 * i + 2
           local class, quota, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
           local o = 4 * i - 2
           if class == 'c' then
@@ -81,7 +121,7 @@ internal static class RedisRateLimitScripts
           for i = 1, n do
             local o = 4 * i - 2
             if out[o] == 1 then
-              local a = 3 * i + 1
+              local a = 3 * i + 2
               local quota = tonumber(ARGV[a + 1])
               if ARGV[a] == 'c' then
                 out[o + 1] = quota - cur[i]
@@ -98,7 +138,7 @@ internal static class RedisRateLimitScripts
         -- integers below 2^53 as exact decimal strings: %.0f for microsecond instants, tostring (%.14g) for milliseconds
         local slot_score, slot_ms
         for i = 1, n do
-          if ARGV[3 * i + 1] == 'c' then
+          if ARGV[3 * i + 2] == 'c' then
             if not slot_score then
               slot_score = string.format('%.0f', now + slot_ttl)
               slot_ms = tostring(math.ceil(slot_ttl / 1000))
@@ -114,33 +154,14 @@ internal static class RedisRateLimitScripts
         """;
 
     /// <summary>
-    /// KEYS[i]: the state of rule i (concurrency slots or a token rule's TAT).
-    /// ARGV: request id, token delta (actual − charged), then per key: class code, quota, window (µs).
-    /// Removes the request's slots and settles token rules (<c>Gcra.Settle</c>: never below now; deleted when ≤ now).
+    /// KEYS[j]: the key of release operation j; ARGV: five values per operation (see <c>release_ops</c>).
+    /// Frees the requests' slots and settles their token rules, in one call for every release of one hash tag.
     /// </summary>
-    public const string Release = """
+    public const string Release = ReleaseFunction + """
         if redis.replicate_commands then redis.replicate_commands() end
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-        local id = ARGV[1]
-        local delta = tonumber(ARGV[2])
-        for i = 1, #KEYS do
-          local a = 3 * i
-          if ARGV[a] == 'c' then
-            redis.call('ZREM', KEYS[i], id)
-          elseif delta ~= 0 then
-            local t = math.floor(tonumber(ARGV[a + 2]) / tonumber(ARGV[a + 1]))
-            if t < 1 then t = 1 end
-            local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-            if tat < now then tat = now end
-            tat = tat + delta * t
-            if tat > now then
-              redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', tostring(math.max(1, math.ceil((tat - now) / 1000))))
-            else
-              redis.call('DEL', KEYS[i])
-            end
-          end
-        end
+        release_ops(now, 1, 1, #KEYS)
         return 1
         """;
 

@@ -25,7 +25,7 @@ namespace Cortensor.Portal.Redis.RateLimiting;
 /// <see cref="FallbackRateLimiter"/> decides locally. <see cref="ReleaseAsync"/> never throws for Redis failures: it logs
 /// them, and the slot expires by its TTL.</para>
 /// </remarks>
-public sealed partial class RedisRateLimiter : IRateLimiter
+public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, IDisposable
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly IOptionsMonitor<RateLimitingOptions> _rateLimits;
@@ -33,6 +33,11 @@ public sealed partial class RedisRateLimiter : IRateLimiter
     private readonly string _prefix;
     private readonly TimeSpan _timeout;
     private readonly ConcurrentDictionary<(string HashTag, string Scope, string Id), PartitionKeys> _partitionKeys = new();
+    private readonly PendingReleases _pendingReleases = new();
+    private readonly TimeSpan _releaseDelay;
+    private readonly TimeProvider _time;
+    private int _flushScheduled;
+    private volatile bool _disposed;
 
     /// <summary>Partitions whose keys are kept: about one per active key plus one per org.</summary>
     internal const int MaxCachedPartitions = 10_000;
@@ -41,7 +46,13 @@ public sealed partial class RedisRateLimiter : IRateLimiter
     /// <param name="options">Key prefix and operation timeout.</param>
     /// <param name="rateLimits">Read for <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> at each admission.</param>
     /// <param name="logger">Logs failed releases.</param>
-    public RedisRateLimiter(IConnectionMultiplexer redis, IOptions<RedisOptions> options, IOptionsMonitor<RateLimitingOptions> rateLimits, ILogger<RedisRateLimiter> logger)
+    /// <param name="time">Times <see cref="RedisOptions.ReleaseDelay"/>; the system clock when null.</param>
+    public RedisRateLimiter(
+        IConnectionMultiplexer redis,
+        IOptions<RedisOptions> options,
+        IOptionsMonitor<RateLimitingOptions> rateLimits,
+        ILogger<RedisRateLimiter> logger,
+        TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -52,6 +63,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         _logger = logger;
         _prefix = options.Value.KeyPrefix;
         _timeout = options.Value.OperationTimeout;
+        _releaseDelay = options.Value.ReleaseDelay;
+        _time = time ?? TimeProvider.System;
     }
 
     /// <inheritdoc/>
@@ -68,11 +81,15 @@ public sealed partial class RedisRateLimiter : IRateLimiter
             return RateLimitConventions.CreateDecision(request, outcomes, this);
         }
 
-        var keys = new RedisKey[count];
-        var args = new RedisValue[3 + (3 * count)];
+        // Releases of this org's earlier requests that are still waiting ride along (they run first in the script).
+        var carried = _pendingReleases.Take(request.HashTag);
+        var carriedCount = carried?.Operations.Length ?? 0;
+        var keys = new RedisKey[count + carriedCount];
+        var args = new RedisValue[4 + (3 * count) + (ReleaseOperation.ArgumentCount * carriedCount)];
         args[0] = request.RequestId;
         args[1] = request.Tokens;
         args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
+        args[3] = carriedCount;
         var i = 0;
         for (var p = 0; p < request.Partitions.Count; p++)
         {
@@ -82,17 +99,43 @@ public sealed partial class RedisRateLimiter : IRateLimiter
             {
                 var rule = partition.Rules[r];
                 keys[i] = partitionKeys[r];
-                args[3 + (3 * i)] = ClassCode(rule.Class);
-                args[4 + (3 * i)] = rule.Quota;
-                args[5 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
+                args[4 + (3 * i)] = ClassCode(rule.Class);
+                args[5 + (3 * i)] = rule.Quota;
+                args[6 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
                 i++;
             }
         }
 
-        var result = await RedisCalls.WithTimeout(
-            EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
-            _timeout,
-            cancellationToken).ConfigureAwait(false);
+        RedisResult result;
+        if (carried is null)
+        {
+            result = await RedisCalls.WithTimeout(
+                EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
+                _timeout,
+                cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            ReleaseOperation.Write(carried.Operations, keys, count, args, 4 + (3 * count));
+            try
+            {
+                result = await RedisCalls.WithTimeout(
+                    EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
+                    _timeout,
+                    cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                LogLostReleases(carried, ex);
+                throw;
+            }
+            finally
+            {
+                // Applied, or lost to a Redis failure (logged): either way nothing more will be done for them.
+                carried.Completion.TrySetResult();
+            }
+        }
+
         var values = (RedisResult[])result!;
         if (values.Length != 1 + (4 * count))
         {
@@ -116,11 +159,15 @@ public sealed partial class RedisRateLimiter : IRateLimiter
 
     /// <inheritdoc/>
     /// <remarks>
-    /// One script frees the request's slots and settles its token rules. It is sent even when
-    /// <paramref name="cancellationToken"/> is already cancelled (a client that hung up must still free its slot); the
-    /// wait is bounded by <see cref="RedisOptions.OperationTimeout"/>. Redis failures are logged, never thrown.
+    /// <para>The release's operations (free the request's slots, settle its token rules) wait up to
+    /// <see cref="RedisOptions.ReleaseDelay"/>: the next acquire of the same hash tag on this replica carries them in
+    /// its own script, where they run before its decision; if none comes in time, every waiting release of that hash
+    /// tag goes in one script of its own. With a delay of zero each release is sent at once.</para>
+    /// <para>The returned task completes once the operations ran in Redis (or were lost to a Redis failure, which is
+    /// logged); it never faults. It does not wait for <paramref name="cancellationToken"/>: a client that hung up must
+    /// still free its slot.</para>
     /// </remarks>
-    public async ValueTask ReleaseAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken = default)
+    public ValueTask ReleaseAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lease);
         ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
@@ -134,13 +181,10 @@ public sealed partial class RedisRateLimiter : IRateLimiter
 
         if (count == 0)
         {
-            return;
+            return ValueTask.CompletedTask;
         }
 
-        var keys = new RedisKey[count];
-        var args = new RedisValue[2 + (3 * count)];
-        args[0] = request.RequestId;
-        args[1] = delta;
+        var operations = new ReleaseOperation[count];
         var i = 0;
         for (var p = 0; p < request.Partitions.Count; p++)
         {
@@ -151,15 +195,97 @@ public sealed partial class RedisRateLimiter : IRateLimiter
                 var rule = partition.Rules[r];
                 if (Settles(rule, delta))
                 {
-                    keys[i] = partitionKeys[r];
-                    args[2 + (3 * i)] = ClassCode(rule.Class);
-                    args[3 + (3 * i)] = rule.Quota;
-                    args[4 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
-                    i++;
+                    operations[i++] = new ReleaseOperation(
+                        partitionKeys[r],
+                        ClassCode(rule.Class),
+                        rule.Quota,
+                        RateLimitConventions.ToMicroseconds(rule.Window),
+                        request.RequestId,
+                        delta);
                 }
             }
         }
 
+        // After disposal (requests still finishing during shutdown) nothing would flush a waiting release.
+        if (_releaseDelay <= TimeSpan.Zero || _disposed)
+        {
+            return new ValueTask(SendReleasesAsync(new ReleaseBatch(operations, new TaskCompletionSource())));
+        }
+
+        var applied = _pendingReleases.Add(request.HashTag, operations);
+        ScheduleFlush();
+        return new ValueTask(applied);
+    }
+
+    /// <summary>Sends every waiting release now, and stops the background flush. Bounded by <see cref="RedisOptions.OperationTimeout"/>.</summary>
+    /// <returns>A task that completes when the releases were applied or given up.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        await FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <inheritdoc cref="DisposeAsync"/>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        // Bounded: every send gives up after the operation timeout.
+        FlushAsync().GetAwaiter().GetResult();
+    }
+
+    /// <summary>Starts one delayed flush unless one is already on its way.</summary>
+    private void ScheduleFlush()
+    {
+        if (Volatile.Read(ref _flushScheduled) == 0 && Interlocked.Exchange(ref _flushScheduled, 1) == 0)
+        {
+            _ = FlushLaterAsync();
+        }
+    }
+
+    private async Task FlushLaterAsync()
+    {
+        try
+        {
+            await Task.Delay(_releaseDelay, _time).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Cleared before the flush takes anything: a release added from now on schedules the next flush.
+            Volatile.Write(ref _flushScheduled, 0);
+        }
+
+        await FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Sends every hash tag's waiting releases, one script per hash tag, all at once.</summary>
+    private Task FlushAsync()
+    {
+        List<Task>? sends = null;
+        foreach (var batch in _pendingReleases.TakeAll())
+        {
+            (sends ??= []).Add(SendReleasesAsync(batch));
+        }
+
+        return sends is null ? Task.CompletedTask : Task.WhenAll(sends);
+    }
+
+    /// <summary>One release script for <paramref name="batch"/>'s operations; completes the batch whatever happens. Never throws.</summary>
+    private async Task SendReleasesAsync(ReleaseBatch batch)
+    {
+        var operations = batch.Operations;
+        var keys = new RedisKey[operations.Length];
+        var args = new RedisValue[ReleaseOperation.ArgumentCount * operations.Length];
+        ReleaseOperation.Write(operations, keys, 0, args, 0);
         try
         {
             await RedisCalls.WithTimeout(
@@ -169,7 +295,25 @@ public sealed partial class RedisRateLimiter : IRateLimiter
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            Log.ReleaseFailed(_logger, request.RequestId, ex);
+            LogLostReleases(batch, ex);
+        }
+        finally
+        {
+            batch.Completion.TrySetResult();
+        }
+    }
+
+    /// <summary>One warning per request whose release may not have reached Redis (its slots then expire by their TTL).</summary>
+    private void LogLostReleases(ReleaseBatch batch, Exception exception)
+    {
+        string? last = null;
+        foreach (var operation in batch.Operations)
+        {
+            if (!string.Equals(last, operation.RequestId, StringComparison.Ordinal))
+            {
+                last = operation.RequestId;
+                Log.ReleaseFailed(_logger, operation.RequestId, exception);
+            }
         }
     }
 

@@ -160,6 +160,35 @@ public sealed class CortensorRedisRegistrationTests
         Assert.Contains("UnknownKeyTtl", result.FailureMessage, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(1001)]
+    public void Validator_ReleaseDelay_OutOfRange_Refused(int milliseconds)
+    {
+        var result = new RedisOptionsCustomValidator().Validate(null, new RedisOptions
+        {
+            ConnectionString = "127.0.0.1:6379",
+            ReleaseDelay = TimeSpan.FromMilliseconds(milliseconds),
+        });
+
+        Assert.True(result.Failed);
+        Assert.Contains("ReleaseDelay", result.FailureMessage, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1000)]
+    public void Validator_ReleaseDelay_ZeroToOneSecond_Accepted(int milliseconds)
+    {
+        var result = new RedisOptionsCustomValidator().Validate(null, new RedisOptions
+        {
+            ConnectionString = "127.0.0.1:6379",
+            ReleaseDelay = TimeSpan.FromMilliseconds(milliseconds),
+        });
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+    }
+
     [Fact]
     public void CreateConfiguration_ForcesFailFastAndNoAbort()
     {

@@ -1,0 +1,204 @@
+using Cortensor.Portal.Metering.RateLimiting;
+using Cortensor.Portal.Redis.RateLimiting;
+using Cortensor.Portal.Redis.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using StackExchange.Redis;
+
+namespace Cortensor.Portal.Redis.Tests.RateLimiting;
+
+/// <summary>
+/// Releases wait up to <c>ReleaseDelay</c> to ride on the next acquire of their org, or go together after it. The
+/// delay runs on a fake clock here, so nothing is flushed unless a test advances it.
+/// </summary>
+public sealed class RedisRateLimiterReleaseTests : IDisposable
+{
+    private static readonly TimeSpan Delay = TimeSpan.FromMilliseconds(5);
+    private static readonly RateLimitRule KeyCap = new("concurrency", RateLimitClass.Concurrency, 1, TimeSpan.Zero);
+
+    private readonly RedisServerProcess _server = RedisServerProcess.StartNew();
+    private readonly RedisTestScope _scope;
+    private readonly IConnectionMultiplexer _admin;
+    private readonly FakeTimeProvider _time = new();
+
+    public RedisRateLimiterReleaseTests()
+    {
+        _scope = new RedisTestScope(_server.ConnectionString);
+        _scope.Options.ReleaseDelay = Delay;
+        _admin = _scope.ConnectAdmin();
+    }
+
+    public void Dispose()
+    {
+        _scope.Dispose();
+        _server.Dispose();
+    }
+
+    [Fact]
+    public async Task A_release_rides_on_the_next_acquire_of_its_org_and_runs_before_its_decision()
+    {
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var held = await limiter.AcquireAsync(Request(tag, KeyCap));
+        Assert.True(held.IsAllowed);
+        var before = await CommandStats.ReadAsync(_admin);
+
+        var release = limiter.ReleaseAsync(held.Lease!, 0).AsTask();
+
+        // Not sent yet: the slot is still taken in Redis.
+        Assert.False(release.IsCompleted);
+        Assert.Equal(1, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(tag, "key", "k", "concurrency")));
+
+        // With a cap of 1 this is admitted only because the carried release freed the slot first.
+        var next = await limiter.AcquireAsync(Request(tag, KeyCap));
+        Assert.True(next.IsAllowed);
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+
+        var delta = CommandStats.Delta(before, await CommandStats.ReadAsync(_admin));
+        Assert.Equal(1, delta["evalsha"]); // one round trip for the release and the acquire
+        Assert.Equal(1, delta["zrem"]);
+    }
+
+    [Fact]
+    public async Task A_carried_token_refund_counts_in_the_decision_it_rides_with()
+    {
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var tpm = new RateLimitRule("tpm", RateLimitClass.Tokens, 1000, TimeSpan.FromMinutes(1));
+        var held = await limiter.AcquireAsync(Request(tag, tpm) with { Tokens = 1000 });
+        Assert.True(held.IsAllowed);
+        Assert.False((await limiter.AcquireAsync(Request(tag, tpm) with { Tokens = 1000 })).IsAllowed);
+
+        // Charged 1,000, used 100: the 900 refunded ride on the next acquire and admit it.
+        var release = limiter.ReleaseAsync(held.Lease!, 100).AsTask();
+        var next = await limiter.AcquireAsync(Request(tag, tpm) with { Tokens = 900 });
+
+        Assert.True(next.IsAllowed);
+        Assert.Equal(0, next.Counters[0].Remaining);
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task Releases_no_acquire_picks_up_go_together_after_the_delay_and_other_replicas_see_them()
+    {
+        var limiter = CreateLimiter();
+        var otherReplica = CreateLimiter(_scope.Connect());
+        var tag = NewId();
+        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 3, TimeSpan.Zero);
+        var held = new List<RateLimitDecision>();
+        for (var i = 0; i < 3; i++)
+        {
+            held.Add(await limiter.AcquireAsync(Request(tag, cap)));
+        }
+
+        Assert.All(held, static d => Assert.True(d.IsAllowed));
+        var before = await CommandStats.ReadAsync(_admin);
+        var releases = held.Select(d => limiter.ReleaseAsync(d.Lease!, 0).AsTask()).ToArray();
+
+        _time.Advance(Delay - TimeSpan.FromMilliseconds(1));
+        Assert.DoesNotContain(releases, static r => r.IsCompleted);
+        Assert.False((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        await Task.WhenAll(releases).WaitAsync(TimeSpan.FromSeconds(5));
+
+        var delta = CommandStats.Delta(before, await CommandStats.ReadAsync(_admin));
+        Assert.Equal(2, delta["evalsha"]); // the other replica's refused acquire, then one release script for all three
+        Assert.Equal(3, delta["zrem"]);
+        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(tag, "key", "k", "concurrency")));
+        Assert.True((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+    }
+
+    [Fact]
+    public async Task Another_orgs_acquire_does_not_carry_a_release()
+    {
+        // One script may only touch one hash tag's keys (Redis Cluster), so releases ride only with their own org.
+        var limiter = CreateLimiter();
+        var first = NewId();
+        var second = NewId();
+        var held = await limiter.AcquireAsync(Request(first, KeyCap));
+        var release = limiter.ReleaseAsync(held.Lease!, 0).AsTask();
+
+        Assert.True((await limiter.AcquireAsync(Request(second, KeyCap))).IsAllowed);
+
+        Assert.False(release.IsCompleted);
+        Assert.Equal(1, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(first, "key", "k", "concurrency")));
+        _time.Advance(Delay);
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(first, "key", "k", "concurrency")));
+    }
+
+    [Fact]
+    public async Task With_a_zero_delay_each_release_is_its_own_script_at_once()
+    {
+        _scope.Options.ReleaseDelay = TimeSpan.Zero;
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 2, TimeSpan.Zero);
+        var a = await limiter.AcquireAsync(Request(tag, cap));
+        var b = await limiter.AcquireAsync(Request(tag, cap));
+        var before = await CommandStats.ReadAsync(_admin);
+
+        // The fake clock never moves: nothing waits for it.
+        await limiter.ReleaseAsync(a.Lease!, 0).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        await limiter.ReleaseAsync(b.Lease!, 0).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+        var delta = CommandStats.Delta(before, await CommandStats.ReadAsync(_admin));
+        Assert.Equal(2, delta["evalsha"]);
+        Assert.Equal(2, delta["zrem"]);
+    }
+
+    [Fact]
+    public async Task Disposing_sends_the_waiting_releases_and_later_ones_go_at_once()
+    {
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 2, TimeSpan.Zero);
+        var first = await limiter.AcquireAsync(Request(tag, cap));
+        var second = await limiter.AcquireAsync(Request(tag, cap));
+        var waiting = limiter.ReleaseAsync(first.Lease!, 0).AsTask();
+
+        await limiter.DisposeAsync();
+
+        Assert.True(waiting.IsCompletedSuccessfully);
+        var slots = limiter.GetKey(tag, "key", "k", "concurrency");
+        Assert.Equal(1, await _admin.GetDatabase().SortedSetLengthAsync(slots));
+
+        // A request that finishes during shutdown, after the limiter was disposed, still frees its slot.
+        await limiter.ReleaseAsync(second.Lease!, 0).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(slots));
+    }
+
+    [Fact]
+    public async Task Carried_releases_lost_to_a_failed_acquire_complete_without_faulting()
+    {
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var held = await limiter.AcquireAsync(Request(tag, KeyCap));
+        var release = limiter.ReleaseAsync(held.Lease!, 0).AsTask();
+
+        _server.Stop();
+
+        var failure = await Record.ExceptionAsync(async () => await limiter.AcquireAsync(Request(tag, KeyCap)));
+        Assert.True(failure is RedisException or TimeoutException, failure?.ToString());
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.True(release.IsCompletedSuccessfully);
+    }
+
+    private RedisRateLimiter CreateLimiter(IConnectionMultiplexer? connection = null)
+        => new(
+            connection ?? _scope.Connect(),
+            _scope.OptionsWrapper,
+            new StaticOptionsMonitor<RateLimitingOptions>(new RateLimitingOptions()),
+            NullLogger<RedisRateLimiter>.Instance,
+            _time);
+
+    private static RateLimitRequest Request(string tag, RateLimitRule rule) => new()
+    {
+        RequestId = NewId(),
+        HashTag = tag,
+        Partitions = [new RateLimitPartition("key", "k", [rule])],
+    };
+
+    private static string NewId() => Guid.NewGuid().ToString("N");
+}
