@@ -293,8 +293,10 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
                 _timeout,
                 CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        catch (Exception ex)
         {
+            // Any failure (Redis down or slow, the connection already disposed at shutdown) only costs the slots'
+            // TTL; this runs unobserved from the flush, so nothing may escape.
             LogLostReleases(batch, ex);
         }
         finally

@@ -185,6 +185,23 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
         Assert.True(release.IsCompletedSuccessfully);
     }
 
+    [Fact]
+    public async Task A_release_after_the_connection_was_disposed_completes_without_faulting()
+    {
+        // At shutdown the container may dispose the connection while the last requests still finish; a release is
+        // never an error the request sees. Zero delay: the release's own task is the send's.
+        _scope.Options.ReleaseDelay = TimeSpan.Zero;
+        var connection = _scope.Connect();
+        var limiter = CreateLimiter(connection);
+        var held = await limiter.AcquireAsync(Request(NewId(), KeyCap));
+        connection.Dispose();
+
+        var release = limiter.ReleaseAsync(held.Lease!, 0).AsTask();
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.True(release.IsCompletedSuccessfully);
+    }
+
     private RedisRateLimiter CreateLimiter(IConnectionMultiplexer? connection = null)
         => new(
             connection ?? _scope.Connect(),
