@@ -35,8 +35,9 @@ public sealed class RedisOptions
     /// How long a finished request's release (freeing its concurrency slots, settling its tokens) may wait to ride
     /// on the next rate-limit decision this replica sends for the same org, which saves a Redis round trip per
     /// request. A release that no decision picks up in time is sent on its own, together with every other release
-    /// of its org that is waiting. Zero sends every release at once. Until it is applied, other replicas still
-    /// count the slot.
+    /// of its org that is waiting. A release that frees a concurrency slot of a key near its cap (or with no
+    /// decision in the last second) never waits, so other replicas never refuse on a finished request's slot. Zero
+    /// sends every release at once.
     /// </summary>
     /// <value>The default value is 5 milliseconds.</value>
     public TimeSpan ReleaseDelay { get; set; } = TimeSpan.FromMilliseconds(5);

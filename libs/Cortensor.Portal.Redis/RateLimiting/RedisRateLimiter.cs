@@ -91,14 +91,15 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
         args[3] = carriedCount;
         var i = 0;
+        var keySets = new PartitionKeys[request.Partitions.Count];
         for (var p = 0; p < request.Partitions.Count; p++)
         {
             var partition = request.Partitions[p];
-            var partitionKeys = KeysOf(request.HashTag, partition);
+            var partitionKeys = keySets[p] = KeysOf(request.HashTag, partition);
             for (var r = 0; r < partition.Rules.Count; r++)
             {
                 var rule = partition.Rules[r];
-                keys[i] = partitionKeys[r];
+                keys[i] = partitionKeys.Keys[r];
                 args[4 + (3 * i)] = ClassCode(rule.Class);
                 args[5 + (3 * i)] = rule.Quota;
                 args[6 + (3 * i)] = RateLimitConventions.ToMicroseconds(rule.Window);
@@ -143,15 +144,27 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
 
         i = 0;
-        foreach (var (partition, rule) in request.EnumerateRules())
+        var observedAt = _time.GetTimestamp();
+        for (var p = 0; p < request.Partitions.Count; p++)
         {
-            var o = 1 + (4 * i);
-            var allowed = (long)values[o] == 1;
-            var retryAfter = !allowed && rule.Class == RateLimitClass.Concurrency
-                ? RateLimitConventions.ConcurrencyRetryAfter
-                : RateLimitConventions.FromMicroseconds((long)values[o + 3]);
-            outcomes[i] = new RateLimitRuleOutcome(allowed, (long)values[o + 1], RateLimitConventions.FromMicroseconds((long)values[o + 2]), retryAfter);
-            i++;
+            var partition = request.Partitions[p];
+            for (var r = 0; r < partition.Rules.Count; r++)
+            {
+                var rule = partition.Rules[r];
+                var o = 1 + (4 * i);
+                var allowed = (long)values[o] == 1;
+                var remaining = (long)values[o + 1];
+                var retryAfter = !allowed && rule.Class == RateLimitClass.Concurrency
+                    ? RateLimitConventions.ConcurrencyRetryAfter
+                    : RateLimitConventions.FromMicroseconds((long)values[o + 3]);
+                outcomes[i] = new RateLimitRuleOutcome(allowed, remaining, RateLimitConventions.FromMicroseconds((long)values[o + 2]), retryAfter);
+                if (rule.Class == RateLimitClass.Concurrency)
+                {
+                    keySets[p].ObserveSlotsLeft(r, allowed ? remaining : 0, observedAt);
+                }
+
+                i++;
+            }
         }
 
         return RateLimitConventions.CreateDecision(request, outcomes, this);
@@ -162,7 +175,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     /// <para>The release's operations (free the request's slots, settle its token rules) wait up to
     /// <see cref="RedisOptions.ReleaseDelay"/>: the next acquire of the same hash tag on this replica carries them in
     /// its own script, where they run before its decision; if none comes in time, every waiting release of that hash
-    /// tag goes in one script of its own. With a delay of zero each release is sent at once.</para>
+    /// tag goes in one script of its own. A release goes at once when the delay is zero, and when it frees a
+    /// concurrency slot of a rule that this replica last saw near its cap (or not in the last second).</para>
     /// <para>The returned task completes once the operations ran in Redis (or were lost to a Redis failure, which is
     /// logged); it never faults. It does not wait for <paramref name="cancellationToken"/>: a client that hung up must
     /// still free its slot.</para>
@@ -186,6 +200,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
 
         var operations = new ReleaseOperation[count];
         var i = 0;
+        var mayWait = _releaseDelay > TimeSpan.Zero && !_disposed;
+        var now = _time.GetTimestamp();
         for (var p = 0; p < request.Partitions.Count; p++)
         {
             var partition = request.Partitions[p];
@@ -195,8 +211,13 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
                 var rule = partition.Rules[r];
                 if (Settles(rule, delta))
                 {
+                    if (rule.Class == RateLimitClass.Concurrency && !partitionKeys.HasSlotsToSpare(r, rule.Quota, now, _time))
+                    {
+                        mayWait = false;
+                    }
+
                     operations[i++] = new ReleaseOperation(
-                        partitionKeys[r],
+                        partitionKeys.Keys[r],
                         ClassCode(rule.Class),
                         rule.Quota,
                         RateLimitConventions.ToMicroseconds(rule.Window),
@@ -206,8 +227,9 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
             }
         }
 
-        // After disposal (requests still finishing during shutdown) nothing would flush a waiting release.
-        if (_releaseDelay <= TimeSpan.Zero || _disposed)
+        // At once: when configured so; after disposal (requests still finishing during shutdown nothing would flush
+        // a waiting release); and when a slot it frees may be what another replica's next request needs.
+        if (!mayWait)
         {
             return new ValueTask(SendReleasesAsync(new ReleaseBatch(operations, new TaskCompletionSource())));
         }
@@ -324,12 +346,12 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     /// so they are built once per partition and rule names (12 strings per request otherwise), in a table that is
     /// emptied when it reaches <see cref="MaxCachedPartitions"/> entries.
     /// </summary>
-    private RedisKey[] KeysOf(string hashTag, RateLimitPartition partition)
+    private PartitionKeys KeysOf(string hashTag, RateLimitPartition partition)
     {
         var subject = (hashTag, partition.Scope, partition.Id);
         if (_partitionKeys.TryGetValue(subject, out var cached) && SameNames(cached.Names, partition.Rules))
         {
-            return cached.Keys;
+            return cached;
         }
 
         var names = new string[partition.Rules.Count];
@@ -345,8 +367,9 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
             _partitionKeys.Clear();
         }
 
-        _partitionKeys[subject] = new PartitionKeys(names, keys);
-        return keys;
+        var created = new PartitionKeys(names, keys);
+        _partitionKeys[subject] = created;
+        return created;
 
         static bool SameNames(string[] names, IReadOnlyList<RateLimitRule> rules)
         {
@@ -455,7 +478,42 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     private static bool Settles(RateLimitRule rule, long delta) =>
         rule.Class == RateLimitClass.Concurrency || (rule.Class == RateLimitClass.Tokens && delta != 0);
 
-    private sealed record PartitionKeys(string[] Names, RedisKey[] Keys);
+    /// <summary>
+    /// One partition's rule names and keys, and for its concurrency rules what this replica last heard from Redis:
+    /// how many slots were left after its latest decision, and when.
+    /// </summary>
+    private sealed class PartitionKeys(string[] names, RedisKey[] keys)
+    {
+        /// <summary>How recent the last decision must be for a release to wait on it.</summary>
+        private static readonly TimeSpan MaxObservationAge = TimeSpan.FromSeconds(1);
+
+        private readonly long[] _slotsLeft = new long[keys.Length];
+        private readonly long[] _observedAt = new long[keys.Length];
+
+        public string[] Names { get; } = names;
+
+        public RedisKey[] Keys { get; } = keys;
+
+        public void ObserveSlotsLeft(int rule, long slotsLeft, long timestamp)
+        {
+            Volatile.Write(ref _slotsLeft[rule], slotsLeft);
+            Volatile.Write(ref _observedAt[rule], timestamp);
+        }
+
+        /// <summary>
+        /// Whether freeing a slot of this rule a few milliseconds late cannot refuse anyone: this replica's latest
+        /// decision, under a second old, left at least max(2, a tenth of the cap) slots free. Near the cap (or with no
+        /// recent decision) the release goes at once, so a client at its cap whose next request reaches another
+        /// replica finds the slot free.
+        /// </summary>
+        public bool HasSlotsToSpare(int rule, long quota, long now, TimeProvider time)
+        {
+            var observedAt = Volatile.Read(ref _observedAt[rule]);
+            return observedAt != 0
+                && time.GetElapsedTime(observedAt, now) <= MaxObservationAge
+                && Volatile.Read(ref _slotsLeft[rule]) >= Math.Max(2, quota / 10);
+        }
+    }
 
     private static string ClassCode(RateLimitClass value) => value switch
     {

@@ -14,7 +14,8 @@ namespace Cortensor.Portal.Redis.Tests.RateLimiting;
 public sealed class RedisRateLimiterReleaseTests : IDisposable
 {
     private static readonly TimeSpan Delay = TimeSpan.FromMilliseconds(5);
-    private static readonly RateLimitRule KeyCap = new("concurrency", RateLimitClass.Concurrency, 1, TimeSpan.Zero);
+    // Far from its cap, so releases may wait (near the cap they go at once: see the tests at the end).
+    private static readonly RateLimitRule KeyCap = new("concurrency", RateLimitClass.Concurrency, 100, TimeSpan.Zero);
 
     private readonly RedisServerProcess _server = RedisServerProcess.StartNew();
     private readonly RedisTestScope _scope;
@@ -49,9 +50,10 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
         Assert.False(release.IsCompleted);
         Assert.Equal(1, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(tag, "key", "k", "concurrency")));
 
-        // With a cap of 1 this is admitted only because the carried release freed the slot first.
+        // 99 left, not 98: the carried release freed the first slot before this decision counted.
         var next = await limiter.AcquireAsync(Request(tag, KeyCap));
         Assert.True(next.IsAllowed);
+        Assert.Equal(99, next.Counters[0].Remaining);
         await release.WaitAsync(TimeSpan.FromSeconds(5));
 
         var delta = CommandStats.Delta(before, await CommandStats.ReadAsync(_admin));
@@ -84,11 +86,11 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
         var limiter = CreateLimiter();
         var otherReplica = CreateLimiter(_scope.Connect());
         var tag = NewId();
-        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 3, TimeSpan.Zero);
+        var slots = limiter.GetKey(tag, "key", "k", "concurrency");
         var held = new List<RateLimitDecision>();
         for (var i = 0; i < 3; i++)
         {
-            held.Add(await limiter.AcquireAsync(Request(tag, cap)));
+            held.Add(await limiter.AcquireAsync(Request(tag, KeyCap)));
         }
 
         Assert.All(held, static d => Assert.True(d.IsAllowed));
@@ -97,16 +99,16 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
 
         _time.Advance(Delay - TimeSpan.FromMilliseconds(1));
         Assert.DoesNotContain(releases, static r => r.IsCompleted);
-        Assert.False((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+        Assert.Equal(3, await _admin.GetDatabase().SortedSetLengthAsync(slots));
 
         _time.Advance(TimeSpan.FromMilliseconds(1));
         await Task.WhenAll(releases).WaitAsync(TimeSpan.FromSeconds(5));
 
         var delta = CommandStats.Delta(before, await CommandStats.ReadAsync(_admin));
-        Assert.Equal(2, delta["evalsha"]); // the other replica's refused acquire, then one release script for all three
+        Assert.Equal(1, delta["evalsha"]); // one release script for all three
         Assert.Equal(3, delta["zrem"]);
-        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(tag, "key", "k", "concurrency")));
-        Assert.True((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(slots));
+        Assert.Equal(99, (await otherReplica.AcquireAsync(Request(tag, KeyCap))).Counters[0].Remaining);
     }
 
     [Fact]
@@ -153,10 +155,10 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
     {
         var limiter = CreateLimiter();
         var tag = NewId();
-        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 2, TimeSpan.Zero);
-        var first = await limiter.AcquireAsync(Request(tag, cap));
-        var second = await limiter.AcquireAsync(Request(tag, cap));
+        var first = await limiter.AcquireAsync(Request(tag, KeyCap));
+        var second = await limiter.AcquireAsync(Request(tag, KeyCap));
         var waiting = limiter.ReleaseAsync(first.Lease!, 0).AsTask();
+        Assert.False(waiting.IsCompleted);
 
         await limiter.DisposeAsync();
 
@@ -200,6 +202,38 @@ public sealed class RedisRateLimiterReleaseTests : IDisposable
         await release.WaitAsync(TimeSpan.FromSeconds(5));
 
         Assert.True(release.IsCompletedSuccessfully);
+    }
+
+    [Fact]
+    public async Task Near_the_cap_a_release_goes_at_once_so_another_replica_finds_the_slot_free()
+    {
+        // A client at its cap of 2 whose next request reaches the other replica right after one ends.
+        var limiter = CreateLimiter();
+        var otherReplica = CreateLimiter(_scope.Connect());
+        var tag = NewId();
+        var cap = new RateLimitRule("concurrency", RateLimitClass.Concurrency, 2, TimeSpan.Zero);
+        var first = await limiter.AcquireAsync(Request(tag, cap));
+        Assert.True((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+
+        // The fake clock never moves: the release does not wait for it.
+        await limiter.ReleaseAsync(first.Lease!, 0).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.True((await otherReplica.AcquireAsync(Request(tag, cap))).IsAllowed);
+    }
+
+    [Fact]
+    public async Task Without_a_decision_in_the_last_second_a_release_goes_at_once()
+    {
+        var limiter = CreateLimiter();
+        var tag = NewId();
+        var held = await limiter.AcquireAsync(Request(tag, KeyCap));
+
+        // A long request: the replica's last word on the slots is too old to bet on.
+        _time.Advance(TimeSpan.FromSeconds(2));
+        var release = limiter.ReleaseAsync(held.Lease!, 0).AsTask();
+
+        await release.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(0, await _admin.GetDatabase().SortedSetLengthAsync(limiter.GetKey(tag, "key", "k", "concurrency")));
     }
 
     private RedisRateLimiter CreateLimiter(IConnectionMultiplexer? connection = null)
