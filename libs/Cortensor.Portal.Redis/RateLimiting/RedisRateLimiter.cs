@@ -239,7 +239,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         return new ValueTask(applied);
     }
 
-    /// <summary>Sends every waiting release now, and stops the background flush. Bounded by <see cref="RedisOptions.OperationTimeout"/>.</summary>
+    /// <summary>Sends every waiting release now; releases after this go at once. Bounded by <see cref="RedisOptions.OperationTimeout"/>.</summary>
     /// <returns>A task that completes when the releases were applied or given up.</returns>
     public async ValueTask DisposeAsync()
     {
@@ -501,7 +501,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
 
         /// <summary>
-        /// Whether freeing a slot of this rule a few milliseconds late cannot refuse anyone: this replica's latest
+        /// Whether freeing a slot of this rule a few milliseconds late is very unlikely to refuse anyone (other
+        /// replicas would have to fill the spare slots within those milliseconds): this replica's latest
         /// decision, under a second old, left at least max(2, a tenth of the cap) slots free. Near the cap (or with no
         /// recent decision) the release goes at once, so a client at its cap whose next request reaches another
         /// replica finds the slot free.
