@@ -15,9 +15,9 @@ internal readonly record struct ReleaseOperation(RedisKey Key, string ClassCode,
     public const int ArgumentCount = 5;
 
     /// <summary>Writes the operations' keys from <paramref name="firstKey"/> and their arguments from <paramref name="firstArg"/>.</summary>
-    public static void Write(ReleaseOperation[] operations, RedisKey[] keys, int firstKey, RedisValue[] args, int firstArg)
+    public static void Write(List<ReleaseOperation> operations, RedisKey[] keys, int firstKey, RedisValue[] args, int firstArg)
     {
-        for (var j = 0; j < operations.Length; j++)
+        for (var j = 0; j < operations.Count; j++)
         {
             var operation = operations[j];
             var a = firstArg + (ArgumentCount * j);
@@ -32,9 +32,9 @@ internal readonly record struct ReleaseOperation(RedisKey Key, string ClassCode,
 }
 
 /// <summary>Releases sent together, and the task their callers wait on.</summary>
-/// <param name="Operations">In the order they were released.</param>
+/// <param name="Operations">In the order they were released; only added to while the batch waits (under its queue's lock).</param>
 /// <param name="Completion">Completed once the script that carried them answered or failed.</param>
-internal sealed record ReleaseBatch(ReleaseOperation[] Operations, TaskCompletionSource Completion);
+internal sealed record ReleaseBatch(List<ReleaseOperation> Operations, TaskCompletionSource Completion);
 
 /// <summary>
 /// Releases waiting to be sent, per hash tag (one script may only touch one hash tag's keys on Redis Cluster). A
@@ -42,7 +42,7 @@ internal sealed record ReleaseBatch(ReleaseOperation[] Operations, TaskCompletio
 /// </summary>
 internal sealed class PendingReleases
 {
-    private readonly Dictionary<string, Waiting> _byHashTag = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ReleaseBatch> _byHashTag = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
     /// <summary>How many hash tags have releases waiting; read without the lock so an idle org's acquire skips it.</summary>
@@ -57,7 +57,7 @@ internal sealed class PendingReleases
             if (!_byHashTag.TryGetValue(hashTag, out var waiting))
             {
                 // Continuations run inline: the gateway only observes the task, and tests only await it.
-                waiting = new Waiting([], new TaskCompletionSource());
+                waiting = new ReleaseBatch([], new TaskCompletionSource());
                 _byHashTag.Add(hashTag, waiting);
                 _waitingHashTags = _byHashTag.Count;
             }
@@ -83,7 +83,7 @@ internal sealed class PendingReleases
             }
 
             _waitingHashTags = _byHashTag.Count;
-            return new ReleaseBatch([.. waiting.Operations], waiting.Completion);
+            return waiting;
         }
     }
 
@@ -92,17 +92,10 @@ internal sealed class PendingReleases
     {
         lock (_gate)
         {
-            var batches = new List<ReleaseBatch>(_byHashTag.Count);
-            foreach (var waiting in _byHashTag.Values)
-            {
-                batches.Add(new ReleaseBatch([.. waiting.Operations], waiting.Completion));
-            }
-
+            var batches = new List<ReleaseBatch>(_byHashTag.Values);
             _byHashTag.Clear();
             _waitingHashTags = 0;
             return batches;
         }
     }
-
-    private sealed record Waiting(List<ReleaseOperation> Operations, TaskCompletionSource Completion);
 }

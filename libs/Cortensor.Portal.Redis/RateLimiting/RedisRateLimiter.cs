@@ -83,7 +83,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
 
         // Releases of this org's earlier requests that are still waiting ride along (they run first in the script).
         var carried = _pendingReleases.Take(request.HashTag);
-        var carriedCount = carried?.Operations.Length ?? 0;
+        var carriedCount = carried?.Operations.Count ?? 0;
         var keys = new RedisKey[count + carriedCount];
         var args = new RedisValue[4 + (3 * count) + (ReleaseOperation.ArgumentCount * carriedCount)];
         args[0] = request.RequestId;
@@ -231,7 +231,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         // a waiting release); and when a slot it frees may be what another replica's next request needs.
         if (!mayWait)
         {
-            return new ValueTask(SendReleasesAsync(new ReleaseBatch(operations, new TaskCompletionSource())));
+            return new ValueTask(SendReleasesAsync(new ReleaseBatch([.. operations], new TaskCompletionSource())));
         }
 
         var applied = _pendingReleases.Add(request.HashTag, operations);
@@ -305,8 +305,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     private async Task SendReleasesAsync(ReleaseBatch batch)
     {
         var operations = batch.Operations;
-        var keys = new RedisKey[operations.Length];
-        var args = new RedisValue[ReleaseOperation.ArgumentCount * operations.Length];
+        var keys = new RedisKey[operations.Count];
+        var args = new RedisValue[ReleaseOperation.ArgumentCount * operations.Count];
         ReleaseOperation.Write(operations, keys, 0, args, 0);
         try
         {
