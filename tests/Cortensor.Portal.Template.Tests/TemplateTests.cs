@@ -37,7 +37,8 @@ public sealed class TemplateTests : IDisposable
         var hive = Path.Combine(_root, "hive");
         var output = Path.Combine(_root, "Acme.Portal");
 
-        // 1. Pack the libraries (already built by the solution build) and the template into a folder feed.
+        // 1. Pack the libraries and the template into a folder feed. The project references every library, so they
+        //    are built (in this configuration) before this test can start.
         var projects = Directory.GetDirectories(Path.Combine(repo, "libs"))
             .Where(d => Directory.EnumerateFiles(d, "*.csproj").Any())
             .Select(d => Path.GetRelativePath(repo, d))
