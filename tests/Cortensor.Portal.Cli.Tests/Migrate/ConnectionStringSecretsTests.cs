@@ -23,6 +23,17 @@ public sealed class ConnectionStringSecretsTests
         Assert.Contains("(password ***)", masked, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Apply_PostgresUri_MasksItsPassword()
+    {
+        var secrets = new ConnectionStringSecrets();
+        secrets.Add("postgresql://portal:s3cret%40value@db.example:5432/portal");
+
+        var masked = secrets.Apply("rejected postgresql://portal:s3cret%40value@db.example:5432/portal (password s3cret@value)");
+
+        Assert.Equal("rejected postgresql://portal:***@db.example:5432/portal (password ***)", masked);
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("App_Data/portal.db")]

@@ -27,7 +27,19 @@ internal sealed partial class ConnectionStringSecrets
     /// <summary>Remembers the secret values in <paramref name="connectionString"/> (ignores null and plain paths).</summary>
     public void Add(string? connectionString)
     {
-        if (string.IsNullOrWhiteSpace(connectionString) || !connectionString.Contains('=', StringComparison.Ordinal))
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            return;
+        }
+
+        // postgresql://user:password@host/db is refused by Npgsql, but people paste it anyway.
+        if (Uri.TryCreate(connectionString.Trim(), UriKind.Absolute, out var uri) && uri.UserInfo.Split(':', 2) is [_, var uriPassword])
+        {
+            AddSecret(Uri.UnescapeDataString(uriPassword));
+            AddSecret(uriPassword);
+        }
+
+        if (!connectionString.Contains('=', StringComparison.Ordinal))
         {
             return;
         }
