@@ -5,104 +5,136 @@ namespace Cortensor.Portal.Metering.RateLimiting;
 /// limiter calls these methods and the Redis Lua script repeats the same formulas, so both give identical answers.
 /// </summary>
 /// <remarks>
-/// <para>Every value is an integer number of <b>microseconds</b> (times, durations) or units (quota, cost). The state
-/// of one rule is one number, the TAT (theoretical arrival time): the instant at which the rule is back to its full
-/// quota. A missing state is the same as any TAT ≤ now (pass 0).</para>
-/// <para>For a rule of quota <c>Q</c> per window <c>W</c> and a cost <c>n</c> (1 for a request, the tokens for a token
-/// rule):</para>
+/// <para>Times are integer <b>microseconds</b>, quota and cost integer units. The state of one rule is its TAT
+/// (theoretical arrival time, a <see cref="GcraTat"/>): the instant at which the rule is back to its full quota. A
+/// missing state is the same as any TAT ≤ now.</para>
+/// <para>One unit comes back every <c>W / Q</c> microseconds. That is rarely a whole number (60 s / 90,000 tokens is
+/// 666.67 µs), and rounding it is what once let a rule hold more than its quota (a truncated interval of 1 µs made a
+/// 50,000,000 tokens-per-minute rule hold 60,000,000). So the arithmetic is exact: it counts in <b>ticks</b> of
+/// <c>1/Q</c> µs, in which one unit costs exactly <c>W</c> ticks and the full quota exactly <c>W·Q</c> ticks; a TAT is
+/// whole microseconds plus a fraction of <c>Fraction/Q</c> µs. For a cost <c>n</c> (1 for a request, the tokens for a
+/// token rule):</para>
 /// <code>
-/// T        = max(1, floor(W / Q))        -- emission interval: one unit comes back every T
-/// tat      = max(storedTat, now)
-/// if n &gt; Q: refused, retryAfter = W   -- can never pass (the cost exceeds the whole quota)
-/// newTat   = tat + n * T
-/// allowAt  = newTat - W
-/// if now &lt; allowAt: refused, retryAfter = allowAt - now, remaining = 0, reset = tat - now  (state unchanged)
-/// else:              allowed, store newTat, remaining = max(0, floor((W - (newTat - now)) / T)), reset = newTat - now
+/// ahead    = max(0, tat − now)                 -- in ticks: the quota in use now is ahead / W units
+/// if n &gt; Q: refused, retryAfter = W       -- can never pass (the cost exceeds the whole quota)
+/// next     = ahead + n·W
+/// if next &gt; W·Q: refused, retryAfter = ceil((next − W·Q) / Q) µs, remaining = 0, reset = ceil(ahead / Q) µs  (state unchanged)
+/// else:           allowed, tat = now + next, remaining = Q − ceil(next / W), reset = ceil(next / Q) µs
 /// </code>
-/// <para>A refusal changes nothing. A cost of 0 is a check only: it passes while <c>now ≥ tat − W</c> (the bucket is
-/// not overdrawn) and reports the current remaining and reset; that is also how a rule that did not refuse reports its
-/// state in a refused decision. The state may be deleted (Redis: the key expires) once <c>tat ≤ now</c>, so give the
-/// key a TTL of <c>tat − now</c>.</para>
-/// <para>Settling (<see cref="Settle"/>) adds <c>delta * T</c> to the TAT, never below now:
-/// <c>max(now, max(storedTat, now) + delta * T)</c>.</para>
-/// <para>T is truncated, so a full quota always fits in W; a quota above W µs (over a million per second) behaves as
-/// one unit per µs. Microsecond timestamps (about 1.8e15 for Unix time) and <c>n * T</c> stay below 2^53, so Lua's
-/// double-precision numbers hold them exactly (use <c>math.floor</c> for the divisions).</para>
+/// <para>So 0 ≤ remaining ≤ Q − n always: remaining is exactly the largest cost a next request could be charged now
+/// and still pass, never more than the quota the policy advertises. A full quota bursts at once; after that units
+/// come back at exactly Q per W.</para>
+/// <para>A refusal changes nothing. A cost of 0 is a check only: it passes while the rule is not overdrawn
+/// (<c>ahead ≤ W·Q</c>) and reports the current remaining and reset; that is also how a rule that did not refuse
+/// reports its state in a refused decision. The state may be deleted (Redis: the key expires) once TAT ≤ now, so give
+/// it a TTL of the reset.</para>
+/// <para>Settling (<see cref="Settle"/>) adds <c>delta·W</c> ticks to the TAT, never below now.</para>
+/// <para>Products such as <c>W·Q</c> can exceed 2^53 (and so Lua's exact doubles); the Redis script computes
+/// them as quotient and remainder (whole microseconds and ticks) and never forms them whole.</para>
 /// </remarks>
 public static class Gcra
 {
-    /// <summary>The emission interval <c>T = max(1, floor(window / quota))</c>, in microseconds.</summary>
-    /// <param name="quota">Units per window; greater than zero.</param>
-    /// <param name="window">The window in microseconds; greater than zero.</param>
-    /// <returns>The time, in microseconds, after which one unit comes back.</returns>
-    public static long EmissionInterval(long quota, long window)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(quota);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
-        return Math.Max(1, window / quota);
-    }
-
     /// <summary>Decides one rule for a cost (see the formulas on <see cref="Gcra"/>).</summary>
-    /// <param name="storedTat">The stored TAT in microseconds; 0 (or anything ≤ now) when there is none.</param>
-    /// <param name="now">The current time in microseconds.</param>
+    /// <param name="stored">The stored TAT; <c>default</c> (or anything ≤ now) when there is none.</param>
+    /// <param name="now">The current time in microseconds (not negative).</param>
     /// <param name="quota">Units per window; greater than zero.</param>
     /// <param name="window">The window in microseconds; greater than zero.</param>
     /// <param name="cost">Units to charge: 1 for a request, the tokens for a token rule, 0 for a check only.</param>
     /// <returns>The decision; when allowed, store <see cref="GcraResult.Tat"/> (a refusal leaves the state as it was).</returns>
-    public static GcraResult Evaluate(long storedTat, long now, long quota, long window, long cost)
+    public static GcraResult Evaluate(GcraTat stored, long now, long quota, long window, long cost)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(quota);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
         ArgumentOutOfRangeException.ThrowIfNegative(cost);
-        var t = EmissionInterval(quota, window);
-        var tat = Math.Max(storedTat, now);
+        ArgumentOutOfRangeException.ThrowIfNegative(now);
+        var nowTicks = (Int128)now * quota;
+        var ahead = Int128.Max(0, stored.Ticks(quota) - nowTicks);
         if (cost > quota)
         {
-            return new GcraResult(false, storedTat, 0, window, tat - now);
+            return new GcraResult(false, stored, 0, window, CeilingDivide(ahead, quota));
         }
 
-        var newTat = tat + (cost * t);
-        var allowAt = newTat - window;
-        if (now < allowAt)
+        var capacity = (Int128)window * quota;
+        var next = ahead + ((Int128)cost * window);
+        if (next > capacity)
         {
-            return new GcraResult(false, storedTat, 0, allowAt - now, tat - now);
+            return new GcraResult(false, stored, 0, CeilingDivide(next - capacity, quota), CeilingDivide(ahead, quota));
         }
 
-        return new GcraResult(true, newTat, Math.Max(0, (window - (newTat - now)) / t), 0, newTat - now);
+        return new GcraResult(
+            true,
+            GcraTat.FromTicks(nowTicks + next, quota),
+            quota - CeilingDivide(next, window),
+            0,
+            CeilingDivide(next, quota));
     }
 
     /// <summary>
     /// The state of a rule without charging it: <see cref="Evaluate"/> with a cost of 0. A refused decision reports
     /// its rules that did not refuse this way.
     /// </summary>
-    /// <param name="storedTat">The stored TAT in microseconds; 0 (or anything ≤ now) when there is none.</param>
+    /// <param name="stored">The stored TAT; <c>default</c> (or anything ≤ now) when there is none.</param>
     /// <param name="now">The current time in microseconds.</param>
     /// <param name="quota">Units per window; greater than zero.</param>
     /// <param name="window">The window in microseconds; greater than zero.</param>
     /// <returns>The current remaining and reset (allowed unless the rule is overdrawn by a settle).</returns>
-    public static GcraResult Peek(long storedTat, long now, long quota, long window) =>
-        Evaluate(storedTat, now, quota, window, 0);
+    public static GcraResult Peek(GcraTat stored, long now, long quota, long window) =>
+        Evaluate(stored, now, quota, window, 0);
 
     /// <summary>
-    /// Settles a token rule after the request: <c>max(now, max(storedTat, now) + delta * T)</c>. A positive delta
-    /// charges tokens used beyond the admission estimate (it may overdraw the rule, which then refuses until it has
-    /// paid back); a negative delta refunds, never below now.
+    /// Settles a token rule after the request: the TAT moves by <c>delta·W/Q</c> µs (exactly), never below now. A
+    /// positive delta charges tokens used beyond the admission estimate (it may overdraw the rule, which then refuses
+    /// until it has paid back); a negative delta refunds.
     /// </summary>
-    /// <param name="storedTat">The stored TAT in microseconds; 0 (or anything ≤ now) when there is none.</param>
-    /// <param name="now">The current time in microseconds.</param>
+    /// <param name="stored">The stored TAT; <c>default</c> (or anything ≤ now) when there is none.</param>
+    /// <param name="now">The current time in microseconds (not negative).</param>
     /// <param name="quota">Units per window; greater than zero.</param>
     /// <param name="window">The window in microseconds; greater than zero.</param>
     /// <param name="delta">Actual tokens minus the tokens charged at admission.</param>
-    /// <returns>The TAT to store; when it is ≤ now the state may be deleted.</returns>
-    public static long Settle(long storedTat, long now, long quota, long window, long delta)
+    /// <returns>The TAT to store; when it is not after now the state may be deleted.</returns>
+    public static GcraTat Settle(GcraTat stored, long now, long quota, long window, long delta)
     {
-        var t = EmissionInterval(quota, window);
-        return Math.Max(now, Math.Max(storedTat, now) + (delta * t));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(quota);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
+        ArgumentOutOfRangeException.ThrowIfNegative(now);
+        var nowTicks = (Int128)now * quota;
+        var tat = Int128.Max(stored.Ticks(quota), nowTicks) + ((Int128)delta * window);
+        return GcraTat.FromTicks(Int128.Max(tat, nowTicks), quota);
     }
+
+    /// <summary><c>ceil(value / divisor)</c> for a value ≥ 0 and a divisor &gt; 0.</summary>
+    private static long CeilingDivide(Int128 value, long divisor) => (long)((value + divisor - 1) / divisor);
+}
+
+/// <summary>
+/// A GCRA theoretical arrival time: <see cref="Microseconds"/> plus <see cref="Fraction"/>/quota of a microsecond, so
+/// that the emission interval W/Q needs no rounding (see <see cref="Gcra"/>).
+/// </summary>
+/// <param name="Microseconds">Whole microseconds (the clock's unit).</param>
+/// <param name="Fraction">Ticks of 1/quota µs beyond <paramref name="Microseconds"/>: 0 ≤ Fraction &lt; quota as written by <see cref="Gcra"/>.</param>
+public readonly record struct GcraTat(long Microseconds, long Fraction)
+{
+    /// <summary>A TAT at a whole microsecond.</summary>
+    /// <param name="microseconds">The instant.</param>
+    /// <returns>The TAT.</returns>
+    public static GcraTat At(long microseconds) => new(microseconds, 0);
+
+    /// <summary>Whether the rule is still using part of its quota at <paramref name="now"/> (otherwise its state may be dropped).</summary>
+    /// <param name="now">The current time in microseconds.</param>
+    /// <returns>True when the TAT is after now.</returns>
+    public bool IsAfter(long now) => Microseconds > now || (Microseconds == now && Fraction > 0);
+
+    /// <summary>The TAT in ticks of 1/quota µs. A fraction left by a larger quota (a reload lowered it) simply carries over.</summary>
+    internal Int128 Ticks(long quota) => ((Int128)Microseconds * quota) + Fraction;
+
+    internal static GcraTat FromTicks(Int128 ticks, long quota) =>
+        new((long)(ticks / quota), (long)(ticks % quota));
 }
 
 /// <summary>The outcome of <see cref="Gcra.Evaluate"/>; every time is in microseconds.</summary>
 /// <param name="IsAllowed">Whether the cost fits.</param>
 /// <param name="Tat">When allowed, the TAT to store; when refused, the stored TAT passed in (unchanged).</param>
-/// <param name="Remaining">Units left after this decision (0 when refused).</param>
+/// <param name="Remaining">Units left after this decision, 0 ≤ remaining ≤ quota (0 when refused).</param>
 /// <param name="RetryAfter">When refused, the wait until the same cost would fit (the window when it never can); 0 when allowed.</param>
 /// <param name="Reset">Time until the rule is back to its full quota.</param>
-public readonly record struct GcraResult(bool IsAllowed, long Tat, long Remaining, long RetryAfter, long Reset);
+public readonly record struct GcraResult(bool IsAllowed, GcraTat Tat, long Remaining, long RetryAfter, long Reset);

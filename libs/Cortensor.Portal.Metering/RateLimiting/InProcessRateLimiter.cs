@@ -225,9 +225,9 @@ public sealed class InProcessRateLimiter : IRateLimiter
         Store(bucket, key, result.Tat, now);
     }
 
-    private static void Store(Bucket bucket, RuleKey key, long tat, long now)
+    private static void Store(Bucket bucket, RuleKey key, GcraTat tat, long now)
     {
-        if (tat > now)
+        if (tat.IsAfter(now))
         {
             bucket.Tats[key] = tat;
         }
@@ -287,7 +287,7 @@ public sealed class InProcessRateLimiter : IRateLimiter
         /// <summary>Set (under the lock) when the sweep removed this bucket from the map; a caller that finds it looks again.</summary>
         public bool Dead { get; set; }
 
-        public Dictionary<RuleKey, long> Tats { get; } = [];
+        public Dictionary<RuleKey, GcraTat> Tats { get; } = [];
 
         public Dictionary<SlotsKey, Dictionary<string, long>> Slots { get; } = [];
 
@@ -309,7 +309,7 @@ public sealed class InProcessRateLimiter : IRateLimiter
         {
             foreach (var (key, tat) in Tats)
             {
-                if (tat <= now)
+                if (!tat.IsAfter(now))
                 {
                     Tats.Remove(key);
                 }
