@@ -28,12 +28,20 @@ namespace Cortensor.Portal.Metering.RateLimiting;
 /// (<c>ahead ≤ W·Q</c>) and reports the current remaining and reset; that is also how a rule that did not refuse
 /// reports its state in a refused decision. The state may be deleted (Redis: the key expires) once TAT ≤ now, so give
 /// it a TTL of the reset.</para>
-/// <para>Settling (<see cref="Settle"/>) adds <c>delta·W</c> ticks to the TAT, never below now.</para>
+/// <para>Settling (<see cref="Settle"/>) adds <c>delta·W</c> ticks to the TAT, never below now and never more than
+/// <see cref="MaxOverdraftWindows"/> windows ahead of it (delta is first clamped to ±(MaxOverdraftWindows + 1)·Q, which
+/// changes nothing for a TAT within that bound).</para>
 /// <para>Products such as <c>W·Q</c> can exceed 2^53 (and so Lua's exact doubles); the Redis script computes
 /// them as quotient and remainder (whole microseconds and ticks) and never forms them whole.</para>
 /// </remarks>
 public static class Gcra
 {
+    /// <summary>
+    /// How many windows ahead a settle may push a TAT: a request that used far more tokens than the rule's quota
+    /// blocks the rule for at most this many windows (and the Redis script's numbers stay exact).
+    /// </summary>
+    public const long MaxOverdraftWindows = 1000;
+
     /// <summary>Decides one rule for a cost (see the formulas on <see cref="Gcra"/>).</summary>
     /// <param name="stored">The stored TAT; <c>default</c> (or anything ≤ now) when there is none.</param>
     /// <param name="now">The current time in microseconds (not negative).</param>
@@ -82,9 +90,10 @@ public static class Gcra
         Evaluate(stored, now, quota, window, 0);
 
     /// <summary>
-    /// Settles a token rule after the request: the TAT moves by <c>delta·W/Q</c> µs (exactly), never below now. A
-    /// positive delta charges tokens used beyond the admission estimate (it may overdraw the rule, which then refuses
-    /// until it has paid back); a negative delta refunds.
+    /// Settles a token rule after the request: the TAT moves by <c>delta·W/Q</c> µs (exactly), never below now and
+    /// never more than <see cref="MaxOverdraftWindows"/> windows ahead of it. A positive delta charges tokens used
+    /// beyond the admission estimate (it may overdraw the rule, which then refuses until it has paid back); a negative
+    /// delta refunds.
     /// </summary>
     /// <param name="stored">The stored TAT; <c>default</c> (or anything ≤ now) when there is none.</param>
     /// <param name="now">The current time in microseconds (not negative).</param>
@@ -98,8 +107,12 @@ public static class Gcra
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(window);
         ArgumentOutOfRangeException.ThrowIfNegative(now);
         var nowTicks = (Int128)now * quota;
+        // A delta beyond the cap moves the TAT to a bound either way; clamped first so the script's product stays exact.
+        var bound = (MaxOverdraftWindows + 1) * quota;
+        delta = Math.Clamp(delta, -bound, bound);
+        var limit = nowTicks + ((Int128)MaxOverdraftWindows * window * quota);
         var tat = Int128.Max(stored.Ticks(quota), nowTicks) + ((Int128)delta * window);
-        return GcraTat.FromTicks(Int128.Max(tat, nowTicks), quota);
+        return GcraTat.FromTicks(Int128.Clamp(tat, nowTicks, limit), quota);
     }
 
     /// <summary><c>ceil(value / divisor)</c> for a value ≥ 0 and a divisor &gt; 0.</summary>

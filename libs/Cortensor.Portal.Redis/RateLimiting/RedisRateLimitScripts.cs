@@ -6,8 +6,9 @@ namespace Cortensor.Portal.Redis.RateLimiting;
 /// <summary>
 /// The two Lua scripts of <see cref="RedisRateLimiter"/>. Both read the time from Redis (<c>TIME</c>, microseconds), so
 /// replicas with skewed clocks share one timeline, and repeat the formulas of
-/// <see cref="Cortensor.Portal.Metering.RateLimiting.Gcra"/> exactly (integer microseconds; Lua's doubles hold them
-/// exactly below 2^53; numbers are written back with <c>%.0f</c> because Lua's default formatting would round them).
+/// <see cref="Cortensor.Portal.Metering.RateLimiting.Gcra"/> exactly (integers only: Lua's doubles hold them exactly
+/// below 2^53, and products that may pass it go through <c>muldiv</c>; numbers are written back with <c>%.0f</c>
+/// because Lua's default formatting would round them).
 /// </summary>
 internal static class RedisRateLimitScripts
 {
@@ -17,13 +18,122 @@ internal static class RedisRateLimitScripts
     public const string ConcurrencyCode = "c";
 
     /// <summary>
-    /// The release of earlier requests, shared by both scripts: <c>release_ops(now, first_key, first_arg, count)</c>
-    /// applies <c>count</c> operations, operation j on <c>KEYS[first_key + j]</c> with five ARGV from
-    /// <c>first_arg + 5j</c>: class code, quota, window (µs), request id, token delta (actual − charged).
-    /// Concurrency: removes the request's slot. Tokens: settles the TAT (<c>Gcra.Settle</c>: never below now; deleted
-    /// when ≤ now). Requests: nothing.
+    /// The exact GCRA arithmetic of <c>Gcra</c> in Lua's doubles, shared by both scripts. A TAT is stored as
+    /// <c>"us"</c> or <c>"us:frac"</c>: whole microseconds plus <c>frac</c> ticks of 1/Q µs. Products such as W·Q can
+    /// pass 2^53, so amounts in ticks are kept as two numbers (whole microseconds, ticks below Q) and <c>muldiv</c>
+    /// divides a product without forming it whole.
+    /// <c>release_ops(now, first_key, first_arg, count)</c> applies <c>count</c> operations, operation j on
+    /// <c>KEYS[first_key + j]</c> with five ARGV from <c>first_arg + 5j</c>: class code, quota, window (µs), request id,
+    /// token delta (actual − charged). Concurrency: removes the request's slot. Tokens: settles the TAT
+    /// (<c>Gcra.Settle</c>: never below now; deleted when not after now). Requests: nothing.
     /// </summary>
-    private const string ReleaseFunction = """
+    internal const string GcraFunctions = """
+        -- floor(a * b / m) and the remainder, exact for integers a, b >= 0 and 0 < m < 2^52 (quotient below 2^53)
+        local function muldiv(a, b, m)
+          local p = a * b
+          if p < 4503599627370496 then
+            local q = math.floor(p / m)
+            local r = p - q * m
+            if r < 0 then q, r = q - 1, r + m elseif r >= m then q, r = q + 1, r - m end
+            return q, r
+          end
+          local bq = math.floor(b / m)
+          local br = b - bq * m
+          if br < 0 then bq, br = bq - 1, br + m elseif br >= m then bq, br = bq + 1, br - m end
+          -- a * br, one bit of a at a time: every partial remainder stays below 2m
+          local q, r, bit, rest = 0, 0, 1, a
+          while bit * 2 <= rest do bit = bit * 2 end
+          while bit >= 1 do
+            q, r = q * 2, r * 2
+            if r >= m then q, r = q + 1, r - m end
+            if rest >= bit then
+              rest = rest - bit
+              r = r + br
+              if r >= m then q, r = q + 1, r - m end
+            end
+            bit = bit / 2
+          end
+          return a * bq + q, r
+        end
+
+        -- ceil(s / m) for integers 0 <= s < 2^53, 0 < m
+        local function ceildiv(s, m)
+          local q = math.floor(s / m)
+          if q * m > s then q = q - 1 elseif (q + 1) * m <= s then q = q + 1 end
+          if q * m < s then q = q + 1 end
+          return q
+        end
+
+        -- Gcra.Evaluate on the TAT's lead over now (au µs + af ticks of 1/quota µs): allowed (1/0), remaining, reset (µs),
+        -- retry after (µs), and when allowed the new lead (nu, nf)
+        local function gcra(au, af, quota, window, cost)
+          local reset = au
+          if af > 0 then reset = reset + 1 end
+          if cost > quota then return 0, 0, reset, window end
+          local cu, cf = muldiv(cost, window, quota)
+          local nu, nf = au + cu, af + cf
+          if nf >= quota then nu, nf = nu + 1, nf - quota end
+          if nu > window or (nu == window and nf > 0) then
+            local retry = nu - window
+            if nf > 0 then retry = retry + 1 end
+            return 0, 0, reset, retry
+          end
+          -- remaining = quota - ceil((nu * quota + nf) / window): never above quota - cost, never below 0
+          local x, y = muldiv(nu, quota, window)
+          local next_reset = nu
+          if nf > 0 then next_reset = next_reset + 1 end
+          return 1, quota - x - ceildiv(y + nf, window), next_reset, 0, nu, nf
+        end
+
+        -- Gcra.Settle on the TAT's lead over now: moves it by delta * window / quota µs, never below now and at most
+        -- 1000 windows (Gcra.MaxOverdraftWindows) ahead; delta is clamped to +-1001 quotas first, as there
+        local function settle(au, af, quota, window, delta)
+          local du, df = muldiv(math.min(math.abs(delta), 1001 * quota), window, quota)
+          if delta > 0 then
+            au, af = au + du, af + df
+            if af >= quota then au, af = au + 1, af - quota end
+          else
+            au, af = au - du, af - df
+            if af < 0 then au, af = au - 1, af + quota end
+            if au < 0 then return 0, 0 end
+          end
+          if au >= 1000 * window then return 1000 * window, 0 end
+          return au, af
+        end
+
+        -- the stored TAT as its lead over now (us, frac); 0, 0 when not after now. A fraction left by a larger quota carries over.
+        local function read_ahead(key, now, quota)
+          local v = redis.call('GET', key)
+          if not v then return 0, 0 end
+          local sep = string.find(v, ':', 1, true)
+          local us, frac
+          if sep then
+            us, frac = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+          else
+            us, frac = tonumber(v), 0
+          end
+          if not us or not frac or frac < 0 then return 0, 0 end
+          if frac >= quota then
+            local carry = math.floor(frac / quota)
+            us, frac = us + carry, frac - carry * quota
+          end
+          if us < now or (us == now and frac == 0) then return 0, 0 end
+          return us - now, frac
+        end
+
+        -- stores the TAT now + ahead (deleted when ahead is zero), expiring when the rule is back to its full quota
+        local function write_ahead(key, now, us, frac)
+          if us <= 0 and frac == 0 then
+            redis.call('DEL', key)
+            return
+          end
+          local value = string.format('%.0f', now + us)
+          if frac > 0 then value = value .. ':' .. string.format('%.0f', frac) end
+          local reset = us
+          if frac > 0 then reset = reset + 1 end
+          redis.call('SET', key, value, 'PX', tostring(math.max(1, math.ceil(reset / 1000))))
+        end
+
         local function release_ops(now, first_key, first_arg, count)
           for j = 0, count - 1 do
             local key = KEYS[first_key + j]
@@ -34,16 +144,9 @@ internal static class RedisRateLimitScripts
             elseif class == 't' then
               local delta = tonumber(ARGV[a + 4])
               if delta ~= 0 then
-                local t = math.floor(tonumber(ARGV[a + 2]) / tonumber(ARGV[a + 1]))
-                if t < 1 then t = 1 end
-                local tat = tonumber(redis.call('GET', key) or '0') or 0
-                if tat < now then tat = now end
-                tat = tat + delta * t
-                if tat > now then
-                  redis.call('SET', key, string.format('%.0f', tat), 'PX', tostring(math.max(1, math.ceil((tat - now) / 1000))))
-                else
-                  redis.call('DEL', key)
-                end
+                local quota, window = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+                local us, frac = read_ahead(key, now, quota)
+                write_ahead(key, now, settle(us, frac, quota, window, delta))
               end
             end
           end
@@ -60,7 +163,7 @@ internal static class RedisRateLimitScripts
     /// Applies the releases first (they free what this decision may need), then decides every rule; writes this
     /// request's state only when all of them admit (a refusal writes nothing of its own).
     /// </summary>
-    public const string Acquire = ReleaseFunction + """
+    public const string Acquire = GcraFunctions + """
         if redis.replicate_commands then redis.replicate_commands() end
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -74,8 +177,8 @@ internal static class RedisRateLimitScripts
         if m > 0 then release_ops(now, n + 1, 5 + 3 * n, m) end
         local out = { 1 }
         local refused = false
-        -- cur: TAT (max(stored, now)) or slots in flight; nxt: TAT to store when admitted (nil: nothing to write)
-        local cur, nxt = {}, {}
+        -- cur/curf: the TAT's lead over now (µs, ticks) or slots in flight; nxt/nxtf: the lead to store when admitted (nil: nothing to write)
+        local cur, curf, nxt, nxtf = {}, {}, {}, {}
         for i = 1, n do
           local a = 3 * i + 2
           local class, quota, window = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
@@ -92,26 +195,15 @@ internal static class RedisRateLimitScripts
           else
             local cost = 1
             if class == 't' then cost = tokens end
-            local t = math.floor(window / quota)
-            if t < 1 then t = 1 end
-            local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-            if tat < now then tat = now end
-            cur[i] = tat
-            if cost > quota then
-              out[o], out[o + 1], out[o + 2], out[o + 3] = 0, 0, tat - now, window
+            -- the TAT's lead over now, in whole µs and ticks of 1/quota µs
+            local au, af = read_ahead(KEYS[i], now, quota)
+            cur[i], curf[i] = au, af
+            local ok, left, reset, retry, nu, nf = gcra(au, af, quota, window, cost)
+            out[o], out[o + 1], out[o + 2], out[o + 3] = ok, left, reset, retry
+            if ok == 0 then
               refused = true
-            else
-              local new_tat = tat + cost * t
-              local allow_at = new_tat - window
-              if now < allow_at then
-                out[o], out[o + 1], out[o + 2], out[o + 3] = 0, 0, tat - now, allow_at - now
-                refused = true
-              else
-                local left = math.floor((window - (new_tat - now)) / t)
-                if left < 0 then left = 0 end
-                out[o], out[o + 1], out[o + 2], out[o + 3] = 1, left, new_tat - now, 0
-                if cost > 0 then nxt[i] = new_tat end
-              end
+            elseif cost > 0 then
+              nxt[i], nxtf[i] = nu, nf
             end
           end
         end
@@ -126,10 +218,8 @@ internal static class RedisRateLimitScripts
               if ARGV[a] == 'c' then
                 out[o + 1] = quota - cur[i]
               else
-                local window = tonumber(ARGV[a + 2])
-                local t = math.max(1, math.floor(window / quota))
-                out[o + 1] = math.max(0, math.floor((window - (cur[i] - now)) / t))
-                out[o + 2] = cur[i] - now
+                local _, left, reset = gcra(cur[i], curf[i], quota, tonumber(ARGV[a + 2]), 0)
+                out[o + 1], out[o + 2] = left, reset
               end
             end
           end
@@ -147,7 +237,7 @@ internal static class RedisRateLimitScripts
             redis.call('ZADD', KEYS[i], slot_score, id)
             redis.call('PEXPIRE', KEYS[i], slot_ms)
           elseif nxt[i] then
-            redis.call('SET', KEYS[i], string.format('%.0f', nxt[i]), 'PX', tostring(math.max(1, math.ceil((nxt[i] - now) / 1000))))
+            write_ahead(KEYS[i], now, nxt[i], nxtf[i])
           end
         end
         return out
@@ -157,7 +247,7 @@ internal static class RedisRateLimitScripts
     /// KEYS[j]: the key of release operation j; ARGV: five values per operation (see <c>release_ops</c>).
     /// Frees the requests' slots and settles their token rules, in one call for every release of one hash tag.
     /// </summary>
-    public const string Release = ReleaseFunction + """
+    public const string Release = GcraFunctions + """
         if redis.replicate_commands then redis.replicate_commands() end
         local clock = redis.call('TIME')
         local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])

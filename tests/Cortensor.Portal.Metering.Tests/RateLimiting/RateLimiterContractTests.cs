@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Cortensor.Portal.Metering.RateLimiting;
+using CsCheck;
 
 namespace Cortensor.Portal.Metering.Tests.RateLimiting;
 
@@ -471,6 +472,82 @@ public abstract class RateLimiterContractTests
         Assert.True((await limiter.AcquireAsync(Request(tag, 0, Key(keyId, keyCap)))).IsAllowed);
     }
 
+    /// <summary>Scenarios <see cref="Acquire_RandomRulesAndSequences_RemainingNeverAboveQuota"/> draws: fewer on a real clock, where every step is a round trip.</summary>
+    protected virtual int PropertyIterations => UsesRealClock ? 40 : 300;
+
+    /// <summary>
+    /// Random rules (every class, quotas from 1 to int.MaxValue, awkward windows) on a key and an org, and random
+    /// acquire / release / wait sequences: every counter of every decision keeps 0 ≤ remaining ≤ its quota (and
+    /// ≤ quota − cost when admitted), so the RateLimit headers never advertise more than the policy.
+    /// </summary>
+    [Fact]
+    public async Task Acquire_RandomRulesAndSequences_RemainingNeverAboveQuota()
+    {
+        await LimitScenario.Generator.SampleAsync(RunScenarioAsync, iter: PropertyIterations, threads: 1);
+    }
+
+    private async Task RunScenarioAsync(LimitScenario scenario)
+    {
+        var limiter = CreateLimiter(new RateLimitingOptions());
+        var tag = NewId();
+        RateLimitPartition[] partitions = [.. new[] { Key(NewId(), scenario.KeyRules), Org(NewId(), scenario.OrgRules) }.Where(static p => p.Rules.Count > 0)];
+        var held = new Queue<RateLimitLease>();
+        foreach (var step in scenario.Steps)
+        {
+            switch (step.Kind)
+            {
+                case LimitStepKind.Acquire:
+                    var request = Request(tag, step.Tokens, partitions);
+                    var decision = await limiter.AcquireAsync(request);
+                    AssertWithinQuota(request, decision);
+                    if (decision.Lease is { } lease)
+                    {
+                        held.Enqueue(lease);
+                    }
+
+                    break;
+                case LimitStepKind.Release when held.Count > 0:
+                    await limiter.ReleaseAsync(held.Dequeue(), step.Tokens);
+                    break;
+                case LimitStepKind.Wait:
+                    // A real clock cannot be advanced: a few milliseconds at most, so the run stays short.
+                    await WaitAsync(UsesRealClock ? TimeSpan.FromMilliseconds(step.Wait.Ticks % 3) : step.Wait);
+                    break;
+            }
+        }
+
+        while (held.TryDequeue(out var rest))
+        {
+            await limiter.ReleaseAsync(rest, 0);
+        }
+    }
+
+    private static void AssertWithinQuota(RateLimitRequest request, RateLimitDecision decision)
+    {
+        if (decision.Unavailable)
+        {
+            Assert.Empty(decision.Counters);
+            return;
+        }
+
+        var i = 0;
+        foreach (var (_, rule) in request.EnumerateRules())
+        {
+            var counter = decision.Counters[i++];
+            Assert.InRange(counter.Rule.Quota, 1, rule.Quota); // a fallback may divide the quota, never raise it
+            var cost = !decision.IsAllowed ? 0 : rule.Class == RateLimitClass.Tokens ? request.Tokens : 1;
+            Assert.InRange(counter.Remaining, 0, counter.Rule.Quota - cost);
+            Assert.True(counter.Reset >= TimeSpan.Zero);
+        }
+
+        Assert.Equal(i, decision.Counters.Count);
+        if (!decision.IsAllowed)
+        {
+            Assert.NotNull(decision.LimitedBy);
+            Assert.True(decision.RetryAfter > TimeSpan.Zero);
+        }
+    }
+
     /// <summary>A fresh random id, so tests never collide in a shared store.</summary>
     protected static string NewId() => Guid.NewGuid().ToString("N");
 
@@ -522,4 +599,57 @@ public abstract class RateLimiterContractTests
         start.Set();
         return await Task.WhenAll(tasks);
     }
+}
+
+internal enum LimitStepKind
+{
+    Acquire,
+    Release,
+    Wait,
+}
+
+/// <summary>One step of a property scenario: acquire with <see cref="Tokens"/>, release the oldest lease with <see cref="Tokens"/> actual, or wait.</summary>
+internal readonly record struct LimitStep(LimitStepKind Kind, int Tokens, TimeSpan Wait);
+
+/// <summary>The rules of a key and an org, and a sequence of steps against them.</summary>
+internal sealed record LimitScenario(RateLimitRule[] KeyRules, RateLimitRule[] OrgRules, LimitStep[] Steps)
+{
+    /// <summary>Quotas across magnitudes, with the values whose W/Q is not a whole number of microseconds.</summary>
+    private static readonly Gen<long> Quota = Gen.Frequency(
+        (3, Gen.Long[1, 20]),
+        (3, Gen.Long[1, 1_000_000]),
+        (2, Gen.Long[1, int.MaxValue]),
+        (1, Gen.OneOf(50_000_000L, 90_000L, 7L, 400_000L)));
+
+    private static readonly Gen<TimeSpan> Window = Gen.Frequency(
+        (3, Gen.OneOf(TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(1))),
+        (1, Gen.Long[1, 7_200_000_000].Select(static us => TimeSpan.FromTicks(us * TimeSpan.TicksPerMicrosecond))));
+
+    private static readonly Gen<RateLimitRule[]> Rules =
+        Gen.Select(Gen.OneOf(RateLimitClass.Requests, RateLimitClass.Tokens, RateLimitClass.Concurrency), Quota, Window)
+            .Array[0, 4]
+            .Select(static rules => rules
+                .Select(static (r, i) => new RateLimitRule("r" + i, r.Item1, r.Item2, r.Item1 == RateLimitClass.Concurrency ? TimeSpan.Zero : r.Item3))
+                .ToArray());
+
+    private static readonly Gen<int> Tokens = Gen.Frequency(
+        (4, Gen.Int[0, 20]),
+        (2, Gen.Int[0, 1_000_000]),
+        (1, Gen.Int[0, int.MaxValue]));
+
+    private static readonly Gen<LimitStep> Step = Gen.Frequency(
+        (6, Tokens.Select(static t => new LimitStep(LimitStepKind.Acquire, t, TimeSpan.Zero))),
+        (2, Tokens.Select(static t => new LimitStep(LimitStepKind.Release, t, TimeSpan.Zero))),
+        (2, Gen.Long[0, 120_000_000].Select(static us => new LimitStep(LimitStepKind.Wait, 0, TimeSpan.FromTicks(us * TimeSpan.TicksPerMicrosecond)))));
+
+    public static readonly Gen<LimitScenario> Generator =
+        Gen.Select(Rules, Rules, Step.Array[1, 40])
+            .Where(static s => s.Item1.Length + s.Item2.Length > 0)
+            .Select(static s => new LimitScenario(s.Item1, s.Item2, s.Item3));
+
+    /// <summary>Readable in a failure report (the default record text would only name the array types).</summary>
+    public override string ToString() =>
+        $"key [{string.Join(", ", KeyRules.Select(Describe))}] org [{string.Join(", ", OrgRules.Select(Describe))}] steps [{string.Join(", ", Steps.Select(static s => s.Kind == LimitStepKind.Wait ? $"wait {s.Wait.TotalMicroseconds} µs" : $"{s.Kind} {s.Tokens}"))}]";
+
+    private static string Describe(RateLimitRule rule) => $"{rule.Class} {rule.Quota}/{rule.Window.TotalMicroseconds} µs";
 }
