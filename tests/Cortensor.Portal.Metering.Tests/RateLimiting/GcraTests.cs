@@ -1,4 +1,5 @@
 using Cortensor.Portal.Metering.RateLimiting;
+using CsCheck;
 
 namespace Cortensor.Portal.Metering.Tests.RateLimiting;
 
@@ -165,6 +166,69 @@ public sealed class GcraTests
         Assert.Equal(new GcraTat(Now + 8_571_428, 4), charged);
         Assert.Equal(GcraTat.At(Now + Minute), Gcra.Settle(charged, Now, 7, Minute, 6));
         Assert.Equal(GcraTat.At(Now), Gcra.Settle(charged, Now, 7, Minute, -1));
+    }
+
+    [Fact]
+    public void Settle_OverdraftCappedAtMaxWindows()
+    {
+        var tat = Gcra.Settle(Fresh, Now, 1, Minute, int.MaxValue);
+
+        Assert.Equal(GcraTat.At(Now + (Gcra.MaxOverdraftWindows * Minute)), tat);
+        Assert.Equal(GcraTat.At(Now), Gcra.Settle(tat, Now, 1, Minute, -int.MaxValue));
+    }
+
+    /// <summary>
+    /// Random quotas, windows and sequences of (wait, cost): remaining is exactly what may still be sent now (a cost of
+    /// remaining passes, one more does not), never above the quota, and no run admits more than
+    /// Q + elapsed·Q/W units in total.
+    /// </summary>
+    [Fact]
+    public void Evaluate_RandomSequences_RemainingIsWhatFitsAndRateHolds()
+    {
+        var quotas = Gen.Frequency(
+            (3, Gen.Long[1, 100]),
+            (3, Gen.Long[1, 10_000_000]),
+            (2, Gen.Long[1, int.MaxValue]),
+            (1, Gen.OneOf(50_000_000L, 90_000L, 7L, 400_000L)));
+        var windows = Gen.Frequency((3, Gen.OneOf(Second, Minute)), (1, Gen.Long[1, 7_200 * Second]));
+        var scenarios =
+            from quota in quotas
+            from window in windows
+            from steps in Gen.Select(Gen.Long[0, 2 * window], Gen.Frequency((3, Gen.Long[0, 3]), (2, Gen.Long[0, quota]), (1, Gen.Long[0, quota + 10]))).Array[1, 60]
+            select (quota, window, steps);
+
+        scenarios.Sample(
+            (quota, window, steps) =>
+            {
+                var now = Now;
+                var tat = Fresh;
+                Int128 admitted = 0;
+                foreach (var (wait, cost) in steps)
+                {
+                    now += wait;
+                    var result = Gcra.Evaluate(tat, now, quota, window, cost);
+                    Assert.InRange(result.Remaining, 0, result.IsAllowed ? quota - cost : 0);
+                    if (result.IsAllowed)
+                    {
+                        tat = result.Tat;
+                        admitted += cost;
+                    }
+                    else
+                    {
+                        Assert.True(result.RetryAfter > 0);
+                        Assert.True(Gcra.Evaluate(tat, now + result.RetryAfter, quota, window, cost).IsAllowed == cost <= quota);
+                    }
+
+                    var left = Gcra.Peek(tat, now, quota, window).Remaining;
+                    Assert.InRange(left, 0, quota);
+                    Assert.True(Gcra.Evaluate(tat, now, quota, window, left).IsAllowed);
+                    Assert.False(left < quota && Gcra.Evaluate(tat, now, quota, window, left + 1).IsAllowed);
+                }
+
+                Assert.True(admitted * window <= ((Int128)quota * window) + ((Int128)(now - Now) * quota), $"admitted {admitted} in {now - Now} µs");
+            },
+            iter: 2000,
+            threads: 1);
     }
 
     [Fact]
