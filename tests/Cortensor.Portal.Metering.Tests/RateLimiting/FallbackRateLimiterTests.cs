@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using Cortensor.Portal.Metering.RateLimiting;
+using CsCheck;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
@@ -269,6 +270,32 @@ public sealed class FallbackRateLimiterTests : IDisposable
     };
 
     /// <summary>A shared store stand-in that can be made to fail.</summary>
+    /// <summary>
+    /// The contract's random scenarios through the fallback, with the store failing and recovering between steps, any
+    /// number of replicas and either failure mode for tokens: remaining never exceeds the (divided) quota.
+    /// </summary>
+    [Fact]
+    public async Task Acquire_RandomScenariosWhileStoreFlaps_RemainingNeverAboveQuota()
+    {
+        var cases = Gen.Select(LimitScenario.Generator, Gen.Int[1, 5], Gen.Bool);
+        await cases.SampleAsync(
+            async (scenario, replicas, tokensFailClosed) =>
+            {
+                var options = new RateLimitingOptions { StoreRetryInterval = TimeSpan.FromSeconds(1), FallbackReplicas = replicas };
+                options.FailureModes.Tokens = tokensFailClosed ? RateLimitFailureMode.FailClosed : RateLimitFailureMode.FailOpen;
+                var primary = new FlakyRateLimiter(new InProcessRateLimiter(options, _time)) { Failing = true };
+                var limiter = new FallbackRateLimiter(primary, new FixedOptionsMonitor(options), _time, MeterFactory, _logger);
+                await RateLimiterContractTests.RunScenarioAsync(limiter, scenario, wait =>
+                {
+                    _time.Advance(wait);
+                    primary.Failing = wait.Ticks % 3 != 0; // mostly down, sometimes back
+                    return Task.CompletedTask;
+                });
+            },
+            iter: 200,
+            threads: 1);
+    }
+
     private sealed class FlakyRateLimiter(InProcessRateLimiter inner) : IRateLimiter
     {
         public InProcessRateLimiter Inner { get; } = inner;

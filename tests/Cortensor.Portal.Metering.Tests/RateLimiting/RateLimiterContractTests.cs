@@ -483,12 +483,22 @@ public abstract class RateLimiterContractTests
     [Fact]
     public async Task Acquire_RandomRulesAndSequences_RemainingNeverAboveQuota()
     {
-        await LimitScenario.Generator.SampleAsync(RunScenarioAsync, iter: PropertyIterations, threads: 1);
+        await LimitScenario.Generator.SampleAsync(
+            scenario => RunScenarioAsync(
+                CreateLimiter(new RateLimitingOptions()),
+                scenario,
+                // A real clock cannot be advanced: a few milliseconds at most, so the run stays short.
+                wait => WaitAsync(UsesRealClock ? TimeSpan.FromMilliseconds(wait.Ticks % 3) : wait)),
+            iter: PropertyIterations,
+            threads: 1);
     }
 
-    private async Task RunScenarioAsync(LimitScenario scenario)
+    /// <summary>Runs one scenario on <paramref name="limiter"/>, checking every decision with <see cref="AssertWithinQuota"/>.</summary>
+    internal static async Task RunScenarioAsync(IRateLimiter limiter, LimitScenario scenario, Func<TimeSpan, Task> wait)
     {
-        var limiter = CreateLimiter(new RateLimitingOptions());
+        ArgumentNullException.ThrowIfNull(limiter);
+        ArgumentNullException.ThrowIfNull(scenario);
+        ArgumentNullException.ThrowIfNull(wait);
         var tag = NewId();
         RateLimitPartition[] partitions = [.. new[] { Key(NewId(), scenario.KeyRules), Org(NewId(), scenario.OrgRules) }.Where(static p => p.Rules.Count > 0)];
         var held = new Queue<RateLimitLease>();
@@ -510,8 +520,7 @@ public abstract class RateLimiterContractTests
                     await limiter.ReleaseAsync(held.Dequeue(), step.Tokens);
                     break;
                 case LimitStepKind.Wait:
-                    // A real clock cannot be advanced: a few milliseconds at most, so the run stays short.
-                    await WaitAsync(UsesRealClock ? TimeSpan.FromMilliseconds(step.Wait.Ticks % 3) : step.Wait);
+                    await wait(step.Wait);
                     break;
             }
         }
@@ -522,7 +531,7 @@ public abstract class RateLimiterContractTests
         }
     }
 
-    private static void AssertWithinQuota(RateLimitRequest request, RateLimitDecision decision)
+    internal static void AssertWithinQuota(RateLimitRequest request, RateLimitDecision decision)
     {
         if (decision.Unavailable)
         {
