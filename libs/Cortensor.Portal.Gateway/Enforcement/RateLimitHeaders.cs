@@ -15,6 +15,11 @@ namespace Cortensor.Portal.Gateway.Enforcement;
 /// policy: <c>q</c> quota, <c>w</c> window seconds, <c>qu</c> unit; <c>r</c> remaining, <c>t</c> seconds to full
 /// reset), plus OpenAI's <c>x-ratelimit-*</c> headers (the tightest request and token policy) that OpenAI tools read.
 /// </summary>
+/// <remarks>
+/// Remaining is what the client may still send now under the policy named beside it, so it is written within
+/// 0..quota (<see cref="Remaining(long, long)"/>). The gateway's limiters already keep it there (exact GCRA); the clamp
+/// holds the headers to their own policy for any other <see cref="IRateLimiter"/> and for provider-checked limits.
+/// </remarks>
 internal static class RateLimitHeaders
 {
     public const string Policy = "RateLimit-Policy";
@@ -81,7 +86,7 @@ internal static class RateLimitHeaders
                 text.Append(", ");
             }
 
-            text.Append('"').Append(limit.Name).Append("\";r=").Append(Math.Max(0, limit.Remaining).ToString(CultureInfo.InvariantCulture))
+            text.Append('"').Append(limit.Name).Append("\";r=").Append(Remaining(limit.Remaining, limit.Limit).ToString(CultureInfo.InvariantCulture))
                 .Append(";t=").Append(Seconds(limit.Reset).ToString(CultureInfo.InvariantCulture));
         }
 
@@ -150,7 +155,7 @@ internal static class RateLimitHeaders
             var counter = counters[i];
             BeginItem(ref text, i, counter.Policy);
             text.AppendLiteral(";r=");
-            text.AppendFormatted(Math.Max(0, counter.Remaining));
+            text.AppendFormatted(Remaining(counter));
             if (counter.Rule.Class != RateLimitClass.Concurrency)
             {
                 text.AppendLiteral(";t=");
@@ -210,7 +215,7 @@ internal static class RateLimitHeaders
         for (var i = 0; i < counters.Count; i++)
         {
             var counter = counters[i];
-            if (counter.Rule.Class == rateClass && (tightest is null || counter.Remaining < tightest.Remaining))
+            if (counter.Rule.Class == rateClass && (tightest is null || Remaining(counter) < Remaining(tightest)))
             {
                 tightest = counter;
             }
@@ -222,7 +227,7 @@ internal static class RateLimitHeaders
         }
 
         headers[names.Limit] = tightest.Rule.Quota.ToString(CultureInfo.InvariantCulture);
-        headers[names.Remaining] = Math.Max(0, tightest.Remaining).ToString(CultureInfo.InvariantCulture);
+        headers[names.Remaining] = Remaining(tightest).ToString(CultureInfo.InvariantCulture);
         headers[names.Reset] = GoDuration(tightest.Reset);
     }
 
@@ -273,6 +278,11 @@ internal static class RateLimitHeaders
             return hash.ToHashCode();
         }
     }
+
+    /// <summary>A remaining count as written: never below 0 nor above the quota of the policy it is shown with.</summary>
+    public static long Remaining(long remaining, long quota) => Math.Clamp(remaining, 0, Math.Max(0, quota));
+
+    private static long Remaining(RateLimitCounter counter) => Remaining(counter.Remaining, counter.Rule.Quota);
 
     /// <summary>Whole seconds, rounded up (a client waiting this long is never early).</summary>
     private static long Seconds(TimeSpan value) => value <= TimeSpan.Zero ? 0 : (long)Math.Ceiling(value.TotalSeconds);
