@@ -282,7 +282,7 @@ internal sealed partial class CortensorSseParser
             var hasChoice = RouterHttp.TryGetFirstChoice(root, out var choice);
             if (!hasChoice && root.TryGetProperty("error", out _))
             {
-                error = RouterHttp.ExtractErrorMessage(root.GetRawText(), apiKey: null, prompt: null) ?? "error";
+                error = RouterHttp.ExtractErrorMessage(RouterHttp.RawText(root), apiKey: null, prompt: null) ?? "error";
                 return true;
             }
 

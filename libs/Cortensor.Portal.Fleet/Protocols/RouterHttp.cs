@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -139,7 +140,7 @@ internal static partial class RouterHttp
         {
             if (choice.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String)
             {
-                text = t.GetString();
+                text = ReadString(t);
             }
             else if (choice.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.Object
                 && message.TryGetProperty("content", out var content))
@@ -147,7 +148,7 @@ internal static partial class RouterHttp
                 // A chat answer with only tool calls has content null: that is an empty text, not a broken answer.
                 text = content.ValueKind switch
                 {
-                    JsonValueKind.String => content.GetString(),
+                    JsonValueKind.String => ReadString(content),
                     JsonValueKind.Null => "",
                     _ => null,
                 };
@@ -162,7 +163,7 @@ internal static partial class RouterHttp
             {
                 if (root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String)
                 {
-                    text = value.GetString();
+                    text = ReadString(value);
                     break;
                 }
             }
@@ -196,7 +197,11 @@ internal static partial class RouterHttp
         return false;
     }
 
-    /// <summary><c>usage{prompt_tokens, completion_tokens}</c>; null when absent, null, or without either count.</summary>
+    /// <summary>
+    /// <c>usage{prompt_tokens, completion_tokens}</c>; null when absent, null, or without either count. Counts are
+    /// never negative and their sum fits an <see cref="int"/> (the gateway adds them up and settles rate limits with
+    /// the sum), whatever numbers the router sent.
+    /// </summary>
     public static RouterUsage? ReadUsage(JsonElement root)
     {
         if (!root.TryGetProperty("usage", out var usage) || usage.ValueKind != JsonValueKind.Object)
@@ -206,11 +211,100 @@ internal static partial class RouterHttp
 
         var prompt = GetCount(usage, "prompt_tokens");
         var completion = GetCount(usage, "completion_tokens");
-        return prompt is null && completion is null ? null : new RouterUsage(prompt ?? 0, completion ?? 0);
+        if (prompt is null && completion is null)
+        {
+            return null;
+        }
+
+        var promptTokens = prompt ?? 0;
+        return new RouterUsage(promptTokens, Math.Min(completion ?? 0, int.MaxValue - promptTokens));
+    }
+
+    /// <summary>
+    /// A JSON string's text. Routers may send invalid UTF-8 or a lone surrogate escape (a model that split an emoji
+    /// across chunks), which <see cref="JsonElement.GetString"/> refuses with an exception; such text is decoded
+    /// leniently instead, each bad sequence becoming U+FFFD.
+    /// </summary>
+    public static string ReadString(JsonElement value)
+    {
+        try
+        {
+            return value.GetString() ?? "";
+        }
+        catch (InvalidOperationException)
+        {
+            return LenientUnescape(JsonMarshal.GetRawUtf8Value(value));
+        }
+    }
+
+    /// <summary>The raw JSON of a value as text; invalid UTF-8 in it becomes U+FFFD (<see cref="JsonElement.GetRawText"/> would throw).</summary>
+    public static string RawText(JsonElement value) => Encoding.UTF8.GetString(JsonMarshal.GetRawUtf8Value(value));
+
+    /// <summary>Decodes a raw JSON string token (quotes included) without failing: bad UTF-8 and lone surrogates become U+FFFD.</summary>
+    private static string LenientUnescape(ReadOnlySpan<byte> token)
+    {
+        var raw = token.Length >= 2 && token[0] == (byte)'"' && token[^1] == (byte)'"' ? token[1..^1] : token;
+        var text = new StringBuilder(raw.Length);
+        var run = 0; // start of the bytes not yet decoded
+        for (var i = 0; i < raw.Length; i++)
+        {
+            if (raw[i] != (byte)'\\' || i + 1 >= raw.Length)
+            {
+                continue;
+            }
+
+            text.Append(Encoding.UTF8.GetString(raw[run..i]));
+            var escape = raw[i + 1];
+            i++;
+            if (escape == (byte)'u' && TryHex(raw, i + 1, out var unit))
+            {
+                i += 4;
+                if (char.IsHighSurrogate(unit) && i + 6 < raw.Length && raw[i + 1] == (byte)'\\' && raw[i + 2] == (byte)'u'
+                    && TryHex(raw, i + 3, out var low) && char.IsLowSurrogate(low))
+                {
+                    text.Append(unit).Append(low);
+                    i += 6;
+                }
+                else
+                {
+                    text.Append(char.IsSurrogate(unit) ? '\uFFFD' : unit);
+                }
+            }
+            else
+            {
+                text.Append(escape switch
+                {
+                    (byte)'n' => '\n',
+                    (byte)'r' => '\r',
+                    (byte)'t' => '\t',
+                    (byte)'b' => '\b',
+                    (byte)'f' => '\f',
+                    (byte)'"' or (byte)'\\' or (byte)'/' => (char)escape,
+                    _ => '\uFFFD',
+                });
+            }
+
+            run = i + 1;
+        }
+
+        return text.Append(Encoding.UTF8.GetString(raw[run..])).ToString();
+
+        static bool TryHex(ReadOnlySpan<byte> bytes, int at, out char value)
+        {
+            if (at + 4 <= bytes.Length
+                && ushort.TryParse(bytes.Slice(at, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var number))
+            {
+                value = (char)number;
+                return true;
+            }
+
+            value = default;
+            return false;
+        }
     }
 
     public static string? GetString(JsonElement obj, string name) =>
-        obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? ReadString(value) : null;
 
     /// <summary>A string or a number, as text (task ids come as either).</summary>
     public static string? GetScalar(JsonElement obj, string name)
@@ -222,7 +316,7 @@ internal static partial class RouterHttp
 
         return value.ValueKind switch
         {
-            JsonValueKind.String => value.GetString(),
+            JsonValueKind.String => ReadString(value),
             JsonValueKind.Number => value.GetRawText(),
             _ => null,
         };
@@ -275,7 +369,7 @@ internal static partial class RouterHttp
                 text = document.RootElement.ValueKind switch
                 {
                     JsonValueKind.Object => MessageFromJson(document.RootElement),
-                    JsonValueKind.String => document.RootElement.GetString(),
+                    JsonValueKind.String => ReadString(document.RootElement),
                     _ => null,
                 };
             }
@@ -300,7 +394,7 @@ internal static partial class RouterHttp
         {
             if (error.ValueKind == JsonValueKind.String)
             {
-                return error.GetString();
+                return ReadString(error);
             }
 
             if (error.ValueKind == JsonValueKind.Object
@@ -310,7 +404,7 @@ internal static partial class RouterHttp
             }
         }
 
-        return GetString(obj, "message") ?? GetString(obj, "detail") ?? GetString(obj, "error_description") ?? obj.GetRawText();
+        return GetString(obj, "message") ?? GetString(obj, "detail") ?? GetString(obj, "error_description") ?? RawText(obj);
     }
 
     private static string? Shorten(string? text, string? apiKey, string? prompt)
@@ -349,7 +443,18 @@ internal static partial class RouterHttp
             return null;
         }
 
-        return value.TryGetInt32(out var count) ? count : (int)Math.Clamp(Math.Round(value.GetDouble()), 0, int.MaxValue);
+        // Out of int range, fractional or beyond double (1e400): clamped to 0..int.MaxValue, never an exception.
+        if (value.TryGetInt32(out var count))
+        {
+            return Math.Max(0, count);
+        }
+
+        if (value.TryGetDouble(out var number))
+        {
+            return (int)Math.Clamp(Math.Round(number), 0, int.MaxValue);
+        }
+
+        return value.GetRawText().StartsWith('-') ? 0 : int.MaxValue; // beyond double either way
     }
 
     /// <summary>
