@@ -108,7 +108,7 @@ public struct RateLimitRuleEnumerator
 /// <summary>State of one rule after a decision, for the RateLimit headers.</summary>
 /// <param name="Policy">Header name of the policy: <c>{scope}-{rule name}</c>, for example <c>key-rpm</c>.</param>
 /// <param name="Rule">The rule.</param>
-/// <param name="Remaining">Units left now (0 when this rule refused).</param>
+/// <param name="Remaining">Units the client may still send now: 0 ≤ Remaining ≤ <see cref="RateLimitRule.Quota"/> (0 when this rule refused).</param>
 /// <param name="Reset">Time until the rule is back to its full quota (for concurrency: zero).</param>
 public sealed record RateLimitCounter(string Policy, RateLimitRule Rule, long Remaining, TimeSpan Reset);
 

@@ -30,7 +30,8 @@ internal static class RedisRateLimitScripts
     internal const string GcraFunctions = """
         -- floor(a * b / m) and the remainder, exact for integers a, b >= 0 and 0 < m < 2^52 (quotient below 2^53)
         local function muldiv(a, b, m)
-          local p = a * b
+          -- a float product even where numbers have an integer subtype (Lua 5.4 engines), so a huge one cannot wrap
+          local p = (a * 1.0) * b
           if p < 4503599627370496 then
             local q = math.floor(p / m)
             local r = p - q * m
