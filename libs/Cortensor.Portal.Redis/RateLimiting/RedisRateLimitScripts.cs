@@ -19,7 +19,8 @@ internal static class RedisRateLimitScripts
 
     /// <summary>
     /// The exact GCRA arithmetic of <c>Gcra</c> in Lua's doubles, shared by both scripts. A TAT is stored as
-    /// <c>"us"</c> or <c>"us:frac"</c>: whole microseconds plus <c>frac</c> ticks of 1/Q µs. Products such as W·Q can
+    /// <c>"us"</c> or <c>"us.frac"</c>: whole microseconds plus <c>frac</c> ticks of 1/Q µs (written with a dot so that
+    /// a script of an older version, during a rolling upgrade, still reads it as a number within 1 µs of the TAT). Products such as W·Q can
     /// pass 2^53, so amounts in ticks are kept as two numbers (whole microseconds, ticks below Q) and <c>muldiv</c>
     /// divides a product without forming it whole.
     /// <c>release_ops(now, first_key, first_arg, count)</c> applies <c>count</c> operations, operation j on
@@ -106,7 +107,7 @@ internal static class RedisRateLimitScripts
         local function read_ahead(key, now, quota)
           local v = redis.call('GET', key)
           if not v then return 0, 0 end
-          local sep = string.find(v, ':', 1, true)
+          local sep = string.find(v, '.', 1, true)
           local us, frac
           if sep then
             us, frac = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
@@ -129,7 +130,7 @@ internal static class RedisRateLimitScripts
             return
           end
           local value = string.format('%.0f', now + us)
-          if frac > 0 then value = value .. ':' .. string.format('%.0f', frac) end
+          if frac > 0 then value = value .. '.' .. string.format('%.0f', frac) end
           local reset = us
           if frac > 0 then reset = reset + 1 end
           redis.call('SET', key, value, 'PX', tostring(math.max(1, math.ceil(reset / 1000))))

@@ -209,6 +209,28 @@ public sealed class RedisRateLimiterScriptTests : IDisposable
     }
 
     [Fact]
+    public async Task Tat_WithAFractionOfAMicrosecond_IsStoredWithItAndReadBackExactly()
+    {
+        var scope = Track(new RedisTestScope());
+        var connection = scope.Connect();
+        var limiter = CreateLimiter(scope, connection);
+        var tag = NewId();
+        var tph = new RateLimitRule("tph", RateLimitClass.Tokens, 7, Hour); // 514,285,714 + 2/7 µs per token
+        RateLimitRequest Next(int tokens) => Request(tag, new RateLimitPartition("key", "k", [tph])) with { Tokens = tokens };
+
+        var first = await limiter.AcquireAsync(Next(1));
+        var stored = (string?)await connection.GetDatabase().StringGetAsync(limiter.GetKey(tag, "key", "k", "tph"));
+
+        Assert.Equal(6, first.Counters[0].Remaining);
+        Assert.NotNull(stored);
+        Assert.EndsWith(".2", stored, StringComparison.Ordinal); // 2 ticks of 1/7 µs
+        var rest = await limiter.AcquireAsync(Next(6)); // the six sevenths left fit exactly (no unit comes back within a test)
+        Assert.True(rest.IsAllowed);
+        Assert.Equal(0, rest.Counters[0].Remaining);
+        Assert.False((await limiter.AcquireAsync(Next(1))).IsAllowed);
+    }
+
+    [Fact]
     public async Task A_partition_whose_rules_change_counts_under_the_new_rules_keys()
     {
         var scope = Track(new RedisTestScope());
