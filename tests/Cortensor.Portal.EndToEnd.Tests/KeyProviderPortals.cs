@@ -1,7 +1,7 @@
 using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Format;
-using Cortensor.Portal.Redis.Tests.Infrastructure;
+using Cortensor.Portal.Testing.Redis;
 using Cortensor.Portal.Unkey.Tests.Stubs;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;

@@ -7,7 +7,7 @@ using Cortensor.Portal.Gateway.Entitlements;
 using Cortensor.Portal.Gateway.Telemetry;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.Writer;
-using Cortensor.Portal.Redis.Tests.Infrastructure;
+using Cortensor.Portal.Testing.Redis;
 using Cortensor.Portal.Storage.Tests.Postgres;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;

@@ -4,45 +4,59 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Cortensor.Portal.Redis.Tests.Infrastructure;
+namespace Cortensor.Portal.Testing.Redis;
 
 /// <summary>
-/// One throwaway Redis server made from the machine's <c>redis-server</c> (Debian's redis-server package), on a free
-/// loopback port, with no persistence and its working folder under the temp folder. It can be killed (like a crash),
-/// frozen (SIGSTOP, like a hung server) and started again on the same port, which is what the outage tests need.
-/// Disposing stops it and deletes the folder.
+/// One throwaway Redis-protocol server in its own process, on a free loopback port, with no persistence and its
+/// working folder under the temp folder: the machine's <c>redis-server</c>, or Garnet hosted by
+/// <c>Cortensor.Portal.Testing.GarnetHost</c> (see <see cref="TestRedisServers.Choose()"/>). It can be killed (like a
+/// crash), frozen (SIGSTOP, like a hung server) and started again on the same port, which is what the outage tests
+/// need. Disposing stops it and deletes the folder.
 /// </summary>
 /// <remarks>
 /// The server runs under a small <c>sh</c> watchdog that kills it once this test process is gone. The test host may
 /// be ended without running exit handlers, and a server must not outlive it.
 /// </remarks>
-internal sealed class RedisServerProcess : IDisposable
+public sealed class RedisServerProcess : IDisposable
 {
-    private static readonly string[] Candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"];
-
-    /// <summary>$1: the process to watch; the rest: redis-server and its arguments. Prints the server's pid first.</summary>
+    /// <summary>$1: the process to watch; $2: the server's log; the rest: the server and its arguments. Prints the server's pid first.</summary>
     private const string Watchdog = """
-        watch=$1; shift
-        "$@" & server=$!
+        watch=$1; log=$2; shift 2
+        "$@" >>"$log" 2>&1 & server=$!
         echo $server
         while kill -0 "$watch" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
         kill -9 "$server" 2>/dev/null
         """;
 
-    private readonly string _binary;
+    private readonly IReadOnlyList<string> _command;
     private readonly string _root;
+    private readonly string _log;
     private readonly Lock _lock = new();
     private Process? _watchdog;
     private int _serverPid;
     private bool _disposed;
 
-    private RedisServerProcess(string binary)
+    private RedisServerProcess(TestRedisServerKind kind)
     {
-        _binary = binary;
+        Kind = kind;
         _root = Path.Combine(Path.GetTempPath(), "cportal-redis-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(_root);
-        Port = FreePort();
+        _log = Path.Combine(_root, "server.log");
+        Port = TestRedisServers.FreePort();
+        _command = kind switch
+        {
+            TestRedisServerKind.RedisServer =>
+            [
+                TestRedisServers.FindRedisServer() ?? throw new InvalidOperationException("There is no redis-server on the PATH."),
+                "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", _root,
+            ],
+            _ => [DotnetHost(), "exec", GarnetHostAssembly(), .. TestRedisServers.GarnetArguments(Port)],
+        };
     }
+
+    /// <summary>Which server this is.</summary>
+    public TestRedisServerKind Kind { get; }
 
     /// <summary>The loopback port (the same after a restart).</summary>
     public int Port { get; }
@@ -50,14 +64,21 @@ internal sealed class RedisServerProcess : IDisposable
     /// <summary>A StackExchange.Redis configuration string for this server, with admin commands (INFO) allowed.</summary>
     public string ConnectionString => $"127.0.0.1:{Port},allowAdmin=true";
 
-    /// <summary>Whether the machine has a <c>redis-server</c> to start.</summary>
-    public static bool IsAvailable => FindBinary() is not null;
+    /// <summary>What runs, for messages: e.g. "Garnet 2.2.12 (own process) on 127.0.0.1:PORT".</summary>
+    public string Description => Kind == TestRedisServerKind.Garnet
+        ? $"Garnet {TestRedisServers.GarnetVersion} (own process, Lua in transaction mode) on 127.0.0.1:{Port}"
+        : $"{_command[0]} on 127.0.0.1:{Port}";
 
-    public static RedisServerProcess StartNew()
+    /// <summary>Whether a server can be started: always, since Garnet needs nothing installed.</summary>
+    public static bool IsAvailable => true;
+
+    /// <summary>Starts the server <see cref="TestRedisServers.Choose()"/> picks.</summary>
+    public static RedisServerProcess StartNew() => StartNew(TestRedisServers.Choose());
+
+    /// <summary>Starts a server of the given kind.</summary>
+    public static RedisServerProcess StartNew(TestRedisServerKind kind)
     {
-        var binary = FindBinary() ?? throw new InvalidOperationException(
-            "Redis tests need a server: set REDIS_CONNECTION, or install Redis (apt-get install redis-server) so a throwaway one can be started.");
-        var server = new RedisServerProcess(binary);
+        var server = new RedisServerProcess(kind);
         try
         {
             server.Start();
@@ -88,17 +109,12 @@ internal sealed class RedisServerProcess : IDisposable
                 RedirectStandardError = true,
                 WorkingDirectory = _root,
             };
-            foreach (var arg in new[]
-            {
-                "-c", Watchdog, "sh", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), _binary,
-                "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", _root, "--logfile", Path.Combine(_root, "redis.log"),
-            })
+            foreach (var arg in new[] { "-c", Watchdog, "sh", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), _log }.Concat(_command))
             {
                 info.ArgumentList.Add(arg);
             }
 
-            _watchdog = Process.Start(info) ?? throw new InvalidOperationException("redis-server did not start.");
+            _watchdog = Process.Start(info) ?? throw new InvalidOperationException("The server did not start.");
             _serverPid = int.Parse(_watchdog.StandardOutput.ReadLine() ?? "0", CultureInfo.InvariantCulture);
             _ = _watchdog.StandardOutput.ReadToEndAsync();
             _ = _watchdog.StandardError.ReadToEndAsync();
@@ -162,6 +178,31 @@ internal sealed class RedisServerProcess : IDisposable
         }
     }
 
+    /// <summary>The GarnetHost program, copied beside the test assembly by its project reference.</summary>
+    private static string GarnetHostAssembly()
+    {
+        var path = Path.Combine(AppContext.BaseDirectory, "Cortensor.Portal.Testing.GarnetHost.dll");
+        return File.Exists(path)
+            ? path
+            : throw new InvalidOperationException($"{path} is missing: reference tests/Cortensor.Portal.Testing.Redis from the test project.");
+    }
+
+    /// <summary>The dotnet host running these tests (so the Garnet process uses the same runtime).</summary>
+    private static string DotnetHost()
+    {
+        var current = Environment.ProcessPath;
+        if (current is not null && Path.GetFileNameWithoutExtension(current) == "dotnet")
+        {
+            return current;
+        }
+
+        // Set by the dotnet CLI for the processes it starts (dotnet test among them).
+        var cli = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
+        return !string.IsNullOrEmpty(cli) && File.Exists(cli)
+            ? cli
+            : TestRedisServers.FindOnPath("dotnet", Environment.GetEnvironmentVariable("PATH")) ?? "dotnet";
+    }
+
     private void Signal(string signal)
     {
         int pid;
@@ -206,12 +247,12 @@ internal sealed class RedisServerProcess : IDisposable
     {
         var stopwatch = Stopwatch.StartNew();
         Exception? last = null;
-        while (stopwatch.Elapsed < TimeSpan.FromSeconds(10))
+        // Garnet is a .NET program: it takes longer to start than redis-server, more so on a busy machine.
+        while (stopwatch.Elapsed < TimeSpan.FromSeconds(30))
         {
             if (_watchdog!.HasExited)
             {
-                var log = Path.Combine(_root, "redis.log");
-                throw new InvalidOperationException($"redis-server exited: {(File.Exists(log) ? File.ReadAllText(log) : "")}");
+                throw new InvalidOperationException($"{Description} exited: {(File.Exists(_log) ? File.ReadAllText(_log) : "")}");
             }
 
             try
@@ -219,6 +260,7 @@ internal sealed class RedisServerProcess : IDisposable
                 using var client = new TcpClient();
                 client.Connect(IPAddress.Loopback, Port);
                 using var stream = client.GetStream();
+                stream.ReadTimeout = 2_000;
                 stream.Write("PING\r\n"u8);
                 var buffer = new byte[16];
                 var read = stream.Read(buffer);
@@ -239,15 +281,6 @@ internal sealed class RedisServerProcess : IDisposable
             Thread.Sleep(10);
         }
 
-        throw new InvalidOperationException($"redis-server on port {Port} did not answer PING.", last);
-    }
-
-    private static string? FindBinary() => Candidates.FirstOrDefault(File.Exists);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        throw new InvalidOperationException($"{Description} did not answer PING.", last);
     }
 }
