@@ -45,6 +45,7 @@ public static class LocalRedisServer
         var port = TestRedisServers.FreePort();
         var garnet = new GarnetServer([.. TestRedisServers.GarnetArguments(port)]);
         garnet.Start();
+        GarnetWarmUp.Run(port);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => garnet.Dispose();
         return ($"127.0.0.1:{port},allowAdmin=true",
             $"Garnet {TestRedisServers.GarnetVersion} in-process on 127.0.0.1:{port} (Lua, transaction mode)");

@@ -119,6 +119,10 @@ public sealed class RedisServerProcess : IDisposable
             _ = _watchdog.StandardOutput.ReadToEndAsync();
             _ = _watchdog.StandardError.ReadToEndAsync();
             WaitUntilReady();
+            if (Kind == TestRedisServerKind.Garnet)
+            {
+                GarnetWarmUp.Run(Port);
+            }
         }
     }
 
