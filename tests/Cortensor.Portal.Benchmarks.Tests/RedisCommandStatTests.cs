@@ -1,5 +1,7 @@
 using Cortensor.Portal.Benchmarks.Enforcement;
 using StackExchange.Redis;
+using Cortensor.Portal.Testing.Redis;
+using TestRedisServer = Cortensor.Portal.Testing.Redis.RedisServerProcess;
 
 namespace Cortensor.Portal.Benchmarks.Tests;
 
@@ -35,7 +37,8 @@ public sealed class RedisCommandStatTests
     [Fact]
     public async Task CommandStats_CountExactlyTheScriptsRunBetweenTwoReadings()
     {
-        using var server = await RedisServerProcess.StartAsync();
+        // redis-server, or Garnet (started with --commandstats-monitor) when the machine has none.
+        using var server = TestRedisServer.StartNew();
         await using var counter = await RedisCommandCounter.ConnectAsync(server.ConnectionString);
         await using var client = await ConnectionMultiplexer.ConnectAsync(server.ConnectionString);
         var db = client.GetDatabase();
@@ -50,7 +53,18 @@ public sealed class RedisCommandStatTests
         var phase = (await counter.CommandStatsAsync())["evalsha"] - before;
 
         Assert.Equal(7, phase.Calls);
-        Assert.InRange(phase.Microseconds, 1, 7_000_000);
+        if (server.Kind == TestRedisServerKind.RedisServer)
+        {
+            Assert.InRange(phase.Microseconds, 1, 7_000_000);
+        }
+        else
+        {
+            // Garnet 2.2.12 counts calls but does not time them: it reports usec=0, so the suite's per-script
+            // server time reads 0 there (the benchmarks measure redis-server).
+            Assert.Equal(0, phase.Microseconds);
+        }
+
+
         Assert.Equal(7, (long)await db.StringGetAsync("n"));
     }
 }
