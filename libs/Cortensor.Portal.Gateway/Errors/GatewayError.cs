@@ -90,15 +90,37 @@ public sealed class GatewayError
 
     public static GatewayError ModelNotFound(string model) => new(
         StatusCodes.Status404NotFound, "invalid_request_error", "model_not_found", "model",
-        $"The model `{model}` does not exist or you do not have access to it.");
+        $"The model `{Echo(model)}` does not exist or you do not have access to it.");
 
     public static GatewayError ModelNotAllowed(string model) => new(
         StatusCodes.Status403Forbidden, "invalid_request_error", "model_not_allowed", "model",
-        $"This API key is not allowed to use the model `{model}`.");
+        $"This API key is not allowed to use the model `{Echo(model)}`.");
 
     public static GatewayError InvalidJson(string? param, string detail) => new(
-        StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_json", param,
+        StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_json", param is null ? null : Echo(param),
         $"We could not parse the JSON body of your request. ({detail})");
+
+    /// <summary>400 for a string that is not Unicode text (bytes that are not UTF-8, or an unpaired surrogate escape such as <c>\ud800</c>).</summary>
+    public static GatewayError InvalidText(string? param) => InvalidJson(param, param is null
+        ? "The body contains a string that is not valid UTF-8 text (invalid bytes or an unpaired surrogate escape)."
+        : $"The value of '{Echo(param)}' is not valid UTF-8 text (invalid bytes or an unpaired surrogate escape).");
+
+    /// <summary>415 when the body is not declared as UTF-8 JSON (<c>application/json</c> or <c>application/*+json</c>, charset absent or utf-8).</summary>
+    public static GatewayError UnsupportedMediaType(string? contentType) => new(
+        StatusCodes.Status415UnsupportedMediaType, "invalid_request_error", "unsupported_media_type", null,
+        string.IsNullOrEmpty(contentType)
+            ? "The request has no Content-Type. Send the body as JSON with 'Content-Type: application/json'."
+            : $"Unsupported Content-Type '{Echo(contentType)}'. Send the body as UTF-8 JSON with 'Content-Type: application/json'.");
+
+    /// <summary>408 when the client sent the body slower than the server's minimum data rate: its fault, not ours.</summary>
+    public static GatewayError RequestBodyTimeout() => new(
+        StatusCodes.Status408RequestTimeout, "invalid_request_error", "request_timeout", null,
+        "The request body arrived too slowly. Send the whole body promptly and retry.");
+
+    /// <summary>The server refused the body while it was read (cut short, bad chunked framing, …), with the server's 4xx status.</summary>
+    public static GatewayError UnreadableBody(int statusCode) => new(
+        statusCode is >= 400 and < 500 ? statusCode : StatusCodes.Status400BadRequest, "invalid_request_error", "invalid_request_body", null,
+        "The request body could not be read: it ended early or its framing was malformed.");
 
     public static GatewayError InvalidParameter(string param, string message, string code = "invalid_value") => new(
         StatusCodes.Status400BadRequest, "invalid_request_error", code, param, message);
@@ -120,7 +142,7 @@ public sealed class GatewayError
 
     public static GatewayError NotFoundRoute(string path) => new(
         StatusCodes.Status404NotFound, "invalid_request_error", "unknown_url", null,
-        $"Unknown request URL: {path}. Please check the URL for typos, and that the base URL ends in /v1.");
+        $"Unknown request URL: {Echo(path)}. Please check the URL for typos, and that the base URL ends in /v1.");
 
     public static GatewayError RouterUnavailable(int retryAfterSeconds) => new(
         StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "model_unavailable", null,
@@ -154,7 +176,7 @@ public sealed class GatewayError
 
     public static GatewayError ModelNotAllowedByPolicy(string model) => new(
         StatusCodes.Status403Forbidden, "invalid_request_error", "model_not_allowed", "model",
-        $"Your organization or API key is not allowed to use the model `{model}`.");
+        $"Your organization or API key is not allowed to use the model `{Echo(model)}`.");
 
     public static GatewayError RouterTimeout() => new(
         StatusCodes.Status504GatewayTimeout, "server_error", "upstream_timeout", null,
@@ -163,6 +185,21 @@ public sealed class GatewayError
     public static GatewayError RouterFailed() => new(
         StatusCodes.Status502BadGateway, "server_error", "upstream_error", null,
         "The model service returned an error. Please retry.");
+
+    /// <summary>The most of a client's text an error message repeats, so a huge value is not reflected whole.</summary>
+    public const int MaxEchoLength = 256;
+
+    /// <summary>Client text for an error message: at most <see cref="MaxEchoLength"/> characters, then "…".</summary>
+    internal static string Echo(string value)
+    {
+        if (value.Length <= MaxEchoLength)
+        {
+            return value;
+        }
+
+        var keep = char.IsHighSurrogate(value[MaxEchoLength - 1]) ? MaxEchoLength - 1 : MaxEchoLength; // never half a pair
+        return string.Concat(value.AsSpan(0, keep), "…");
+    }
 
     public static GatewayError Internal() => new(
         StatusCodes.Status500InternalServerError, "server_error", null, null,

@@ -3,16 +3,27 @@ using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Cortensor.Portal.Gateway.Errors;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Net.Http.Headers;
 
 namespace Cortensor.Portal.Gateway.Hosting;
 
-/// <summary>Reads a JSON body with a hard size limit and turns parse failures into 400s that name the param.</summary>
+/// <summary>
+/// Reads a JSON body with a hard size limit and turns every client mistake into a 4xx: not declared as UTF-8 JSON
+/// (415), too large (413), sent too slowly or cut short (408/400, as the server reported), malformed, repeated keys,
+/// or strings that are not Unicode text (400 naming the param).
+/// </summary>
 internal static class JsonBodyReader
 {
     public static async ValueTask<T> ReadAsync<T>(HttpContext context, JsonTypeInfo<T> typeInfo, int maxBytes)
         where T : class
     {
         var request = context.Request;
+        if (!IsUtf8Json(request.ContentType))
+        {
+            throw new GatewayException(GatewayError.UnsupportedMediaType(request.ContentType));
+        }
+
         if (request.ContentLength is { } declared && declared > maxBytes)
         {
             throw new GatewayException(GatewayError.BodyTooLarge(maxBytes));
@@ -37,7 +48,16 @@ internal static class JsonBodyReader
                     buffer = bigger;
                 }
 
-                var read = await request.Body.ReadAsync(buffer.AsMemory(length, buffer.Length - length), context.RequestAborted);
+                int read;
+                try
+                {
+                    read = await request.Body.ReadAsync(buffer.AsMemory(length, buffer.Length - length), context.RequestAborted);
+                }
+                catch (BadHttpRequestException ex)
+                {
+                    throw new GatewayException(ServerRefusal(context, ex, maxBytes));
+                }
+
                 if (read == 0)
                 {
                     break;
@@ -55,9 +75,15 @@ internal static class JsonBodyReader
                 throw new GatewayException(GatewayError.InvalidJson(null, "The body is empty; send a JSON object."));
             }
 
+            var json = buffer.AsSpan(0, length);
+            if (JsonTextCheck.HasInvalidString(json, out var badParam))
+            {
+                throw new GatewayException(GatewayError.InvalidText(badParam));
+            }
+
             try
             {
-                return JsonSerializer.Deserialize(buffer.AsSpan(0, length), typeInfo)
+                return JsonSerializer.Deserialize(json, typeInfo)
                     ?? throw new GatewayException(GatewayError.InvalidJson(null, "The body must be a JSON object, not null."));
             }
             catch (JsonException ex)
@@ -65,7 +91,7 @@ internal static class JsonBodyReader
                 var param = ParamFromPath(ex.Path);
                 var detail = param is null
                     ? "The body is not valid JSON."
-                    : $"The value of '{param}' has the wrong type or is malformed.";
+                    : $"The value of '{GatewayError.Echo(param)}' has the wrong type, is malformed, or is given more than once.";
                 throw new GatewayException(GatewayError.InvalidJson(param, detail));
             }
         }
@@ -74,6 +100,50 @@ internal static class JsonBodyReader
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// <c>application/json</c> or <c>application/*+json</c> (as ASP.NET Core's own JSON binding accepts), with no
+    /// charset or a UTF-8 one: the body is parsed as UTF-8, so a body declared in another charset would be misread.
+    /// </summary>
+    internal static bool IsUtf8Json(string? contentType)
+    {
+        if (string.IsNullOrEmpty(contentType))
+        {
+            return false;
+        }
+
+        // What the OpenAI SDKs and most clients send, without parsing.
+        if (contentType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || contentType.Equals("application/json; charset=utf-8", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        if (!MediaTypeHeaderValue.TryParse(contentType, out var mediaType)
+            || !mediaType.Type.Equals("application", StringComparison.OrdinalIgnoreCase)
+            || !(mediaType.SubType.Equals("json", StringComparison.OrdinalIgnoreCase) || mediaType.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase)))
+        {
+            return false;
+        }
+
+        var charset = HeaderUtilities.RemoveQuotes(mediaType.Charset);
+        return charset.Length == 0
+            || charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase)
+            || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// The server's own refusals while the body is read (slower than its minimum data rate: 408; over its body size
+    /// limit: 413; cut short or badly framed: 400) are the client's doing: 4xx errors, not unhandled exceptions
+    /// (500, logged as errors).
+    /// </summary>
+    private static GatewayError ServerRefusal(HttpContext context, BadHttpRequestException refusal, int maxBytes) => refusal.StatusCode switch
+    {
+        StatusCodes.Status408RequestTimeout => GatewayError.RequestBodyTimeout(),
+        StatusCodes.Status413PayloadTooLarge => GatewayError.BodyTooLarge(
+            Math.Min(maxBytes, context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? long.MaxValue)),
+        _ => GatewayError.UnreadableBody(refusal.StatusCode),
+    };
 
     /// <summary><c>$.messages[0].role</c> → <c>messages[0].role</c>; <c>$</c> → null.</summary>
     internal static string? ParamFromPath(string? path)

@@ -90,7 +90,7 @@ internal static class RequestValidation
                     if (type.GetString() != "text")
                     {
                         throw new GatewayException(GatewayError.Unsupported($"{partParam}.type",
-                            $"Content parts of type '{type.GetString()}' are not supported by these models; send text parts only."));
+                            $"Content parts of type '{GatewayError.Echo(type.GetString()!)}' are not supported by these models; send text parts only."));
                     }
 
                     if (!part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
@@ -253,7 +253,7 @@ internal static class RequestValidation
             if (type.GetString() != "text")
             {
                 throw new GatewayException(GatewayError.Unsupported("response_format.type",
-                    $"response_format '{type.GetString()}' is not supported by these models yet; only 'text' is."));
+                    $"response_format '{GatewayError.Echo(type.GetString()!)}' is not supported by these models yet; only 'text' is."));
             }
         }
     }

@@ -4,7 +4,8 @@ using System.Text.Json.Serialization;
 namespace Cortensor.Portal.Gateway.OpenAI;
 
 // Request types are deserialised leniently (content and stop can be string or array) and validated by hand,
-// so every 400 can name the offending param.
+// so every 400 can name the offending param. Unknown fields are kept aside (not skipped) only so that the duplicate
+// key check (see GatewayJsonContext) reaches into them; a request without unknown fields allocates nothing for it.
 
 internal sealed class ChatCompletionRequest
 {
@@ -47,6 +48,10 @@ internal sealed class ChatCompletionRequest
     public JsonElement ResponseFormat { get; set; }
 
     public JsonElement LogitBias { get; set; }
+
+    /// <summary>Fields this gateway does not use. Captured only so that repeated keys inside them are refused too.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Ignored { get; set; }
 }
 
 internal sealed class ChatMessageDto
@@ -58,11 +63,19 @@ internal sealed class ChatMessageDto
     public string? Name { get; set; }
 
     public string? ToolCallId { get; set; }
+
+    /// <summary>Fields this gateway does not use. Captured only so that repeated keys inside them are refused too.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Ignored { get; set; }
 }
 
 internal sealed class StreamOptionsDto
 {
     public bool? IncludeUsage { get; set; }
+
+    /// <summary>Fields this gateway does not use. Captured only so that repeated keys inside them are refused too.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Ignored { get; set; }
 }
 
 internal sealed class CompletionRequest
@@ -98,6 +111,10 @@ internal sealed class CompletionRequest
     public bool? Echo { get; set; }
 
     public string? Suffix { get; set; }
+
+    /// <summary>Fields this gateway does not use. Captured only so that repeated keys inside them are refused too.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Ignored { get; set; }
 }
 
 internal sealed record UsageDto(
@@ -185,12 +202,15 @@ internal sealed record ErrorBodyDto(
 
 internal sealed record ErrorResponseDto(ErrorBodyDto Error);
 
+// Duplicate keys are refused at any depth, JsonElement fields included: a proxy in front that reads the first of two
+// "model" keys would otherwise see another request than the one served here (last wins).
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     NumberHandling = JsonNumberHandling.Strict,
     AllowTrailingCommas = false,
-    ReadCommentHandling = JsonCommentHandling.Disallow)]
+    ReadCommentHandling = JsonCommentHandling.Disallow,
+    AllowDuplicateProperties = false)]
 [JsonSerializable(typeof(ChatCompletionRequest))]
 [JsonSerializable(typeof(CompletionRequest))]
 [JsonSerializable(typeof(ChatCompletionResponse))]

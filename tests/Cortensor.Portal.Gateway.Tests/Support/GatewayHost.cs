@@ -1,9 +1,12 @@
+using System.Net;
 using Cortensor.Portal.Fleet.Configuration;
 using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Fleet.Protocols;
 using Cortensor.Portal.Keys;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -22,12 +25,13 @@ internal sealed class GatewayHost : IAsyncDisposable
 
     private readonly WebApplication _app;
 
-    private GatewayHost(WebApplication app, FakeRouterClient router, FakeTimeProvider time)
+    private GatewayHost(WebApplication app, FakeRouterClient router, FakeTimeProvider time, Uri? kestrelAddress)
     {
         _app = app;
         Router = router;
         Time = time;
-        Client = app.GetTestClient();
+        KestrelAddress = kestrelAddress;
+        Client = kestrelAddress is null ? app.GetTestClient() : new HttpClient { BaseAddress = kestrelAddress };
     }
 
     public HttpClient Client { get; }
@@ -40,10 +44,23 @@ internal sealed class GatewayHost : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<GatewayHost> StartAsync(Action<IServiceCollection>? configure = null)
+    /// <summary>Where the real Kestrel server listens (127.0.0.1, a free port), when started with <c>kestrel: true</c>.</summary>
+    public Uri? KestrelAddress { get; }
+
+    /// <param name="configure">Extra service registrations, applied last.</param>
+    /// <param name="kestrel">A real Kestrel server on 127.0.0.1 instead of the in-memory TestServer (for server limits).</param>
+    public static async Task<GatewayHost> StartAsync(Action<IServiceCollection>? configure = null, bool kestrel = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseTestServer();
+        if (kestrel)
+        {
+            builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        }
+        else
+        {
+            builder.WebHost.UseTestServer();
+        }
+
         builder.Logging.ClearProviders();
         var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
         var router = new FakeRouterClient();
@@ -64,7 +81,8 @@ internal sealed class GatewayHost : IAsyncDisposable
         var app = builder.Build();
         app.MapCortensorGateway();
         await app.StartAsync();
-        return new GatewayHost(app, router, time);
+        var address = kestrel ? new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()) : null;
+        return new GatewayHost(app, router, time, address);
     }
 
     public async Task<string> IssueKeyAsync(IReadOnlyList<string>? allowedModels = null, DateTimeOffset? expiresAt = null, string orgId = "org_test")
