@@ -53,6 +53,12 @@ internal static class JsonBodyReader
                 {
                     read = await request.Body.ReadAsync(buffer.AsMemory(length, buffer.Length - length), context.RequestAborted);
                 }
+                catch (BadHttpRequestException ex) when (context.RequestAborted.IsCancellationRequested)
+                {
+                    // The connection is gone (reset mid-body): a client that went away, recorded as 499 like one that
+                    // disconnects later, not an error to answer.
+                    throw new OperationCanceledException("The client closed the connection while sending the body.", ex, context.RequestAborted);
+                }
                 catch (BadHttpRequestException ex)
                 {
                     throw new GatewayException(ServerRefusal(context, ex, maxBytes));
