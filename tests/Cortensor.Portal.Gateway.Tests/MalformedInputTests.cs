@@ -139,6 +139,30 @@ public sealed class MalformedInputTests : GatewayTestBase
         Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
     }
 
+    [Fact]
+    public async Task OfficialOpenAISdk_ItsContentType_IsAccepted()
+    {
+        // The SDK's own request (headers, Content-Type, body) through the real pipeline; the e2e tests rely on it.
+        var client = new global::OpenAI.Chat.ChatClient("m1", new System.ClientModel.ApiKeyCredential(Key), new global::OpenAI.OpenAIClientOptions
+        {
+            Endpoint = new Uri(Host.Client.BaseAddress!, "/v1"),
+            Transport = new System.ClientModel.Primitives.HttpClientPipelineTransport(Host.Client),
+        });
+
+        var reply = await client.CompleteChatAsync([new global::OpenAI.Chat.UserChatMessage("Hi")]);
+        var streamed = new StringBuilder();
+        await foreach (var update in client.CompleteChatStreamingAsync([new global::OpenAI.Chat.UserChatMessage("Hi")]))
+        {
+            foreach (var part in update.ContentUpdate)
+            {
+                streamed.Append(part.Text);
+            }
+        }
+
+        Assert.Equal("Hello there.", reply.Value.Content[0].Text);
+        Assert.Equal("Hello there.", streamed.ToString());
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("text/plain")]
