@@ -187,7 +187,7 @@ public sealed class GatewayError
         "The model service returned an error. Please retry.");
 
     /// <summary>The most of a client's text an error message repeats, so a huge value is not reflected whole.</summary>
-    public const int MaxEchoLength = 256;
+    internal const int MaxEchoLength = 256;
 
     /// <summary>Client text for an error message: at most <see cref="MaxEchoLength"/> characters, then "…".</summary>
     internal static string Echo(string value)
