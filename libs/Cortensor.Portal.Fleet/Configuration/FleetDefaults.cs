@@ -5,7 +5,8 @@ namespace Cortensor.Portal.Fleet.Configuration;
 /// <summary>
 /// The embedded default: the product catalog (gpt-oss-20b, gpt-oss-120b, gemma-4-26b, qwen-3.5-9b on pools
 /// oss-20b, oss-120b, gemma4, qwen) served by two simulated routers, so a fresh checkout runs with no services.
-/// Applied only when configuration names no model at all.
+/// Applied only when <see cref="FleetOptions.UseSimulatedRouters"/> is set and configuration names no router, pool or
+/// model at all.
 /// </summary>
 public static class FleetDefaults
 {

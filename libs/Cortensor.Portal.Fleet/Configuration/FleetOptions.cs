@@ -11,6 +11,14 @@ public sealed class FleetOptions
 {
     public const string SectionName = "Cortensor:Fleet";
 
+    /// <summary>
+    /// Serve the default catalog from built-in simulated routers when no router, pool or model is configured.
+    /// Without it an empty fleet refuses to start, so a missing or mistyped section is never mistaken for a working
+    /// one. Meant for development (the host's appsettings.Development.json sets it); a warning is logged on start.
+    /// <value>The default value is false.</value>
+    /// </summary>
+    public bool UseSimulatedRouters { get; set; }
+
     public Dictionary<string, RouterOptions> Routers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     public Dictionary<string, PoolOptions> Pools { get; set; } = new(StringComparer.OrdinalIgnoreCase);

@@ -9,12 +9,21 @@ internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
     {
         var failures = new List<string>();
 
+        if (options.Routers.Count == 0)
+        {
+            failures.Add(options.UseSimulatedRouters
+                ? $"{FleetOptions.SectionName}:UseSimulatedRouters serves the built-in catalog only when {FleetOptions.SectionName} configures no routers, pools or models, and this one configures pools or models but no routers. Add routers under {FleetOptions.SectionName}:Routers, or remove the pools and models."
+                : $"No routers are configured under {FleetOptions.SectionName}:Routers, so the portal could not answer any request. Configure real routers (see appsettings.Routers.example.json), or, for development only, set {FleetOptions.SectionName}:UseSimulatedRouters=true (environment variable Cortensor__Fleet__UseSimulatedRouters=true) to serve the built-in simulated routers.");
+        }
+
         foreach (var (id, router) in options.Routers)
         {
             if (router.Simulated)
             {
                 continue;
             }
+
+            CheckApiKey(id, router, failures);
 
             if (router.BaseUrl is null || !router.BaseUrl.IsAbsoluteUri || (router.BaseUrl.Scheme != Uri.UriSchemeHttp && router.BaseUrl.Scheme != Uri.UriSchemeHttps))
             {
@@ -88,6 +97,30 @@ internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // A key that cannot work fails on start, not as a 502 on every request that reaches the router.
+    private static void CheckApiKey(string id, RouterOptions router, List<string> failures)
+    {
+        var setting = $"{FleetOptions.SectionName}:Routers:{id}:ApiKey";
+        var variable = $"Cortensor__Fleet__Routers__{id}__ApiKey";
+        if (!string.IsNullOrWhiteSpace(router.ApiKey))
+        {
+            // The value is not echoed: should the rule ever match a real key, it must not end up in a log.
+            if (RouterKeyPlaceholders.IsPlaceholder(router.ApiKey))
+            {
+                failures.Add($"Router '{id}': {setting} is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable {variable}, or remove the router.");
+            }
+
+            return;
+        }
+
+        // Cortensor routers require a bearer key on every endpoint; OpenAI-compatible upstreams often run without one.
+        // A fleet loaded from a store carries ApiKeyRef instead of the key.
+        if (router.Protocol == RouterProtocol.Cortensor && router.Enabled && string.IsNullOrWhiteSpace(router.ApiKeyRef))
+        {
+            failures.Add($"Router '{id}' has no ApiKey, and Cortensor routers refuse calls without one. Set {setting} (environment variable {variable}) to the router's key.");
+        }
     }
 
     private static bool IsValidAlias(string alias)

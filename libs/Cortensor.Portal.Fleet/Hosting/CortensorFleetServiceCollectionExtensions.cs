@@ -20,8 +20,9 @@ public static class CortensorFleetServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the model catalog, router selection, router protocol clients and the simulator host.
-    /// With no models configured, the simulated default catalog is used (<see cref="FleetDefaults"/>).
-    /// Options are validated on start.
+    /// Options are validated on start: a fleet with no routers refuses to start unless
+    /// <see cref="FleetOptions.UseSimulatedRouters"/> is set, which serves the simulated default catalog
+    /// (<see cref="FleetDefaults"/>) when nothing else is configured.
     /// </summary>
     public static ICortensorFleetBuilder AddCortensorFleet(this IServiceCollection services)
     {
@@ -65,13 +66,25 @@ public static class CortensorFleetServiceCollectionExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Serves the default catalog from built-in simulated routers when nothing else is configured
+    /// (<see cref="FleetOptions.UseSimulatedRouters"/>); for development, samples and tests. A warning is logged on start.
+    /// </summary>
+    public static ICortensorFleetBuilder UseSimulatedRouters(this ICortensorFleetBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.Configure<FleetOptions>(static o => o.UseSimulatedRouters = true);
+        return builder;
+    }
+
     private sealed record FleetBuilder(IServiceCollection Services) : ICortensorFleetBuilder;
 
     private sealed class DefaultCatalogPostConfigure : IPostConfigureOptions<FleetOptions>
     {
         public void PostConfigure(string? name, FleetOptions options)
         {
-            if (options.Models.Count == 0 && options.Pools.Count == 0 && options.Routers.Count == 0)
+            // Only on request: an empty or mistyped section must fail validation, not quietly serve canned answers.
+            if (options.UseSimulatedRouters && options.Models.Count == 0 && options.Pools.Count == 0 && options.Routers.Count == 0)
             {
                 FleetDefaults.ApplySimulatedDefaults(options);
             }

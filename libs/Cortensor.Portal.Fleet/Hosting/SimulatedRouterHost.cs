@@ -43,7 +43,8 @@ internal sealed partial class SimulatedRouterHost(
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        foreach (var (routerId, router) in options.CurrentValue.Routers)
+        var fleet = options.CurrentValue;
+        foreach (var (routerId, router) in fleet.Routers)
         {
             if (!router.Simulated || !router.Enabled)
             {
@@ -55,6 +56,16 @@ internal sealed partial class SimulatedRouterHost(
             var server = await RouterSimulatorServer.StartAsync(simulatorOptions, "http://127.0.0.1:0", cancellationToken);
             _servers[routerId] = (server, apiKey);
             Log.SimulatorStarted(logger, routerId, server.BaseUrl);
+        }
+
+        // Canned answers look like success; whoever reads the start-up log must see that they are not real.
+        if (!_servers.IsEmpty)
+        {
+            Log.RoutersSimulated(logger, _servers.Count, string.Join(", ", _servers.Keys.Order(StringComparer.OrdinalIgnoreCase)));
+        }
+        else if (fleet.UseSimulatedRouters)
+        {
+            Log.SimulatedRoutersSwitchIgnored(logger);
         }
     }
 
@@ -77,5 +88,13 @@ internal sealed partial class SimulatedRouterHost(
     {
         [LoggerMessage(EventId = 4200, Level = LogLevel.Information, Message = "Simulated router {RouterId} listening on {BaseUrl}")]
         public static partial void SimulatorStarted(ILogger logger, string routerId, Uri baseUrl);
+
+        [LoggerMessage(EventId = 4201, EventName = "RoutersSimulated", Level = LogLevel.Warning,
+            Message = "ROUTERS ARE SIMULATED: {Count} router(s) ({RouterIds}) are the built-in simulator, which answers every request with canned text. For development and tests only; configure real routers under Cortensor:Fleet:Routers (and leave Cortensor:Fleet:UseSimulatedRouters unset) in production")]
+        public static partial void RoutersSimulated(ILogger logger, int count, string routerIds);
+
+        [LoggerMessage(EventId = 4202, EventName = "SimulatedRoutersSwitchIgnored", Level = LogLevel.Information,
+            Message = "Cortensor:Fleet:UseSimulatedRouters is set, but Cortensor:Fleet configures routers: the configured routers are served")]
+        public static partial void SimulatedRoutersSwitchIgnored(ILogger logger);
     }
 }

@@ -24,7 +24,7 @@ public sealed class FleetOptionsValidatorTests
 
     private static void Valid(FleetOptions o)
     {
-        o.Routers["a"] = new RouterOptions { BaseUrl = new Uri("https://router.example") };
+        o.Routers["a"] = new RouterOptions { BaseUrl = new Uri("https://router.example"), ApiKey = "3f9c2a7e-51b0-4d4e-9a63-0c1f8e2b7d55" };
         o.Routers["u"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.9:8000/v1"), Protocol = RouterProtocol.OpenAICompatible };
         o.Pools["p"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "a", SessionId = 5 }] };
         o.Pools["v"] = new PoolOptions { UpstreamModel = "qwen", Members = [new PoolMemberOptions { Router = "u" }] };
@@ -45,6 +45,10 @@ public sealed class FleetOptionsValidatorTests
     [InlineData("no-upstream-model", "needs UpstreamModel")]
     [InlineData("bad-alias", "Model alias 'bad alias!'")]
     [InlineData("bad-timeout", "TaskTimeoutSeconds")]
+    [InlineData("no-key", "Router 'a' has no ApiKey")]
+    [InlineData("blank-key", "Router 'a' has no ApiKey")]
+    [InlineData("placeholder-key", "Router 'a': Cortensor:Fleet:Routers:a:ApiKey is a placeholder")]
+    [InlineData("placeholder-upstream-key", "Router 'u': Cortensor:Fleet:Routers:u:ApiKey is a placeholder")]
     public void Validate_Inconsistent_FailsNamingTheProblem(string problem, string expected)
     {
         var ex = Validate(o =>
@@ -61,6 +65,10 @@ public sealed class FleetOptionsValidatorTests
                 case "no-upstream-model": o.Pools["v"].UpstreamModel = null; break;
                 case "bad-alias": o.Models["bad alias!"] = new ModelOptions { Pool = "p" }; break;
                 case "bad-timeout": o.Pools["p"].TaskTimeoutSeconds = 0; break;
+                case "no-key": o.Routers["a"].ApiKey = null; break;
+                case "blank-key": o.Routers["a"].ApiKey = "  "; break;
+                case "placeholder-key": o.Routers["a"].ApiKey = "set-me-from-a-secret-store"; break;
+                case "placeholder-upstream-key": o.Routers["u"].ApiKey = "changeme"; break;
             }
         });
 
@@ -74,6 +82,91 @@ public sealed class FleetOptionsValidatorTests
         Assert.Null(Validate(o =>
         {
             o.Routers["s"] = new RouterOptions { Simulated = true };
+            o.Pools["p"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "s", SessionId = 1 }] };
+            o.Models["m"] = new ModelOptions { Pool = "p" };
+        }));
+    }
+
+    [Theory]
+    [InlineData("set-me-from-a-secret-store")] // appsettings.Routers.example.json
+    [InlineData("SET_ME")]
+    [InlineData("changeme")]
+    [InlineData("Change-Me-Please")]
+    [InlineData("CHANGE_ME")]
+    [InlineData("replace-me")]
+    [InlineData("<router key>")]
+    [InlineData("<ROUTER_EU_1_KEY>")]
+    [InlineData("${ROUTER_KEY}")]
+    [InlineData("{{router_key}}")]
+    [InlineData("%ROUTER_KEY%")]
+    [InlineData("TODO")]
+    [InlineData("tbd")]
+    [InlineData("xxx")]
+    [InlineData("XXXX-XXXX-XXXX-XXXX")]
+    [InlineData("***")]
+    [InlineData("...")]
+    [InlineData("…")]
+    [InlineData("your-api-key")]
+    [InlineData("YOUR_ROUTER_KEY")]
+    [InlineData("api-key-here")]
+    [InlineData("paste_your_token_here")]
+    [InlineData("placeholder")]
+    [InlineData("secret")]
+    public void Validate_PlaceholderRouterKey_FailsWithoutEchoingIt(string key)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["router-eu-1"] = new RouterOptions { BaseUrl = new Uri("https://router-eu-1.example.net"), ApiKey = key };
+        });
+
+        // The exact message: it names the router and both forms of the setting, and never echoes the value.
+        Assert.NotNull(ex);
+        var failure = Assert.Single(ex.Failures);
+        Assert.Equal(
+            "Router 'router-eu-1': Cortensor:Fleet:Routers:router-eu-1:ApiKey is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable Cortensor__Fleet__Routers__router-eu-1__ApiKey, or remove the router.",
+            failure);
+    }
+
+    [Theory]
+    [InlineData("3f9c2a7e-51b0-4d4e-9a63-0c1f8e2b7d55")] // a UUID, as hosted routers hand out
+    [InlineData("default-dev-token")] // the router's own default: weak, but a key the router accepts
+    [InlineData("sk-router-secret-7f3a9c")]
+    [InlineData("a1b2c3d4e5f60718293a4b5c6d7e8f90")]
+    [InlineData("Zx9vQ2mT8kLp4RbN7wYs1HcJ6dFg3AeU")]
+    [InlineData("xkey-2f7b91")]
+    [InlineData("test-router-key-1")]
+    [InlineData("keyhole-8812-prod")]
+    [InlineData("secret-sauce-4411")]
+    [InlineData("k")]
+    public void Validate_RealLookingRouterKey_Passes(string key)
+    {
+        Assert.Null(Validate(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKey = key;
+        }));
+    }
+
+    [Fact]
+    public void Validate_RoutersWithoutKeysWhereNoneIsNeeded_Pass()
+    {
+        Assert.Null(Validate(o =>
+        {
+            Valid(o);
+            o.Routers["u"].ApiKey = null; // OpenAI-compatible upstreams (vLLM, Ollama) often run without a key
+            o.Routers["off"] = new RouterOptions { BaseUrl = new Uri("https://off.example"), Enabled = false };
+            o.Routers["stored"] = new RouterOptions { BaseUrl = new Uri("https://stored.example"), ApiKeyRef = "env:STORED_KEY" };
+        }));
+    }
+
+    [Fact]
+    public void Validate_SimulatedRouter_NeedsNoKey()
+    {
+        Assert.Null(Validate(o =>
+        {
+            o.Routers["s"] = new RouterOptions { Simulated = true, ApiKey = "ignored" };
+            o.Routers["t"] = new RouterOptions { Simulated = true };
             o.Pools["p"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "s", SessionId = 1 }] };
             o.Models["m"] = new ModelOptions { Pool = "p" };
         }));

@@ -4,15 +4,28 @@ using Cortensor.Portal.Fleet.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 
 namespace Cortensor.Portal.Fleet.Tests.Routing;
 
 public sealed class FleetRuntimeTests
 {
-    private static ServiceProvider Build(Action<FleetOptions>? configure)
+    private static void Simulated(FleetOptions o) => o.UseSimulatedRouters = true;
+
+    private static ServiceProvider Build(Action<FleetOptions>? configure, FakeLogCollector? logs = null)
     {
-        var services = new ServiceCollection().AddLogging();
+        var services = new ServiceCollection();
+        if (logs is null)
+        {
+            services.AddLogging();
+        }
+        else
+        {
+            services.AddSingleton(logs).AddLogging(l => l.AddProvider(new FakeLoggerProvider(logs)));
+        }
+
         var fleet = services.AddCortensorFleet();
         if (configure is not null)
         {
@@ -119,6 +132,7 @@ public sealed class FleetRuntimeTests
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Routers:a:BaseUrl"] = "http://10.0.0.1:5010",
+            ["Routers:a:ApiKey"] = "ka",
             ["Pools:p:Members:0:Router"] = "a",
             ["Pools:p:Members:0:SessionId"] = "1",
             ["Models:m:Pool"] = "p",
@@ -138,9 +152,78 @@ public sealed class FleetRuntimeTests
     }
 
     [Fact]
-    public void Defaults_NothingConfigured_ServesProductCatalogFromSimulatedRouters()
+    public void Defaults_NothingConfiguredAndNoSwitch_RefuseToStartNamingTheSwitch()
     {
         using var sp = Build(configure: null);
+
+        var error = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredService<IOptions<FleetOptions>>().Value);
+
+        Assert.Contains(error.Failures, f => f.Contains("No routers are configured under Cortensor:Fleet:Routers", StringComparison.Ordinal)
+            && f.Contains("Cortensor:Fleet:UseSimulatedRouters=true", StringComparison.Ordinal)
+            && f.Contains("Cortensor__Fleet__UseSimulatedRouters=true", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Defaults_MistypedSection_RefuseToStart()
+    {
+        // "Router" for "Routers", "UseSimulatedRouter" for "UseSimulatedRouters": neither is read, so nothing is configured.
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Router:a:BaseUrl"] = "http://10.0.0.1:5010",
+            ["UseSimulatedRouter"] = "true",
+        }).Build();
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().Configure(configuration);
+        using var sp = services.BuildServiceProvider();
+
+        var error = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredService<IModelCatalog>());
+
+        Assert.Contains(error.Failures, f => f.Contains("No routers are configured", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Defaults_SwitchFromConfiguration_ServesSimulatedCatalog()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["UseSimulatedRouters"] = "true",
+        }).Build();
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().Configure(configuration);
+        using var sp = services.BuildServiceProvider();
+
+        Assert.Equal(4, sp.GetRequiredService<IModelCatalog>().Models.Count);
+    }
+
+    [Fact]
+    public void Defaults_SwitchWithPoolsButNoRouters_RefuseToStart()
+    {
+        using var sp = Build(o =>
+        {
+            o.UseSimulatedRouters = true;
+            o.Pools["p"] = new PoolOptions();
+        });
+
+        var error = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredService<IOptions<FleetOptions>>().Value);
+
+        Assert.Contains(error.Failures, f => f.Contains("UseSimulatedRouters serves the built-in catalog only when", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Defaults_UseSimulatedRoutersBuilderCall_SetsTheSwitch()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().UseSimulatedRouters();
+        using var sp = services.BuildServiceProvider();
+
+        Assert.True(sp.GetRequiredService<IOptions<FleetOptions>>().Value.UseSimulatedRouters);
+        Assert.Equal(4, sp.GetRequiredService<IModelCatalog>().Models.Count);
+    }
+
+    [Fact]
+    public void Defaults_NothingConfigured_ServesProductCatalogFromSimulatedRouters()
+    {
+        using var sp = Build(Simulated);
         var options = sp.GetRequiredService<IOptions<FleetOptions>>().Value;
         var catalog = sp.GetRequiredService<IModelCatalog>();
 
@@ -156,15 +239,65 @@ public sealed class FleetRuntimeTests
     [Fact]
     public void Defaults_SomethingConfigured_AreNotMixedIn()
     {
-        using var sp = Build(TwoRouters);
+        using var sp = Build(o =>
+        {
+            Simulated(o);
+            TwoRouters(o);
+        });
 
         Assert.Equal(["m"], sp.GetRequiredService<IModelCatalog>().Models.Select(m => m.Alias));
+        Assert.DoesNotContain(sp.GetRequiredService<IOptions<FleetOptions>>().Value.Routers.Values, r => r.Simulated);
+    }
+
+    [Fact]
+    public async Task SimulatedRouters_OnHostStart_LogAWarningNamingThem()
+    {
+        var logs = new FakeLogCollector();
+        await using var sp = Build(Simulated, logs);
+        var hosted = sp.GetServices<IHostedService>().ToList();
+        foreach (var service in hosted)
+        {
+            await service.StartAsync(CancellationToken.None);
+        }
+
+        try
+        {
+            var warning = Assert.Single(logs.GetSnapshot(), r => r.Id.Name == "RoutersSimulated");
+            Assert.Equal(LogLevel.Warning, warning.Level);
+            Assert.Contains("ROUTERS ARE SIMULATED", warning.Message, StringComparison.Ordinal);
+            Assert.Contains("sim-a, sim-b", warning.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var service in hosted)
+            {
+                await service.StopAsync(CancellationToken.None);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task RealRouters_OnHostStart_LogNoSimulatedWarning()
+    {
+        var logs = new FakeLogCollector();
+        await using var sp = Build(o =>
+        {
+            Simulated(o); // set, but the configured routers win
+            TwoRouters(o);
+        }, logs);
+        foreach (var service in sp.GetServices<IHostedService>())
+        {
+            await service.StartAsync(CancellationToken.None);
+        }
+
+        Assert.DoesNotContain(logs.GetSnapshot(), r => r.Level >= LogLevel.Warning);
+        Assert.Contains(logs.GetSnapshot(), r => r.Id.Name == "SimulatedRoutersSwitchIgnored");
     }
 
     [Fact]
     public async Task SimulatedRouters_AfterHostStart_AreSelectableOnLoopback()
     {
-        await using var sp = Build(configure: null);
+        await using var sp = Build(Simulated);
         var hosted = sp.GetServices<IHostedService>().ToList();
         foreach (var service in hosted)
         {
@@ -190,7 +323,7 @@ public sealed class FleetRuntimeTests
     [Fact]
     public void SimulatedRouters_BeforeHostStart_AreNotSelectable()
     {
-        using var sp = Build(configure: null);
+        using var sp = Build(Simulated);
 
         Assert.False(sp.GetRequiredService<IRouterSelector>().TrySelect("qwen", out _));
     }
