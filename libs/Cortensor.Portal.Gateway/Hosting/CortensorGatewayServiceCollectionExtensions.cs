@@ -27,8 +27,10 @@ public interface ICortensorGatewayBuilder
 public static class CortensorGatewayServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the OpenAI-compatible gateway with its key provider and fleet. With no configuration it serves the
-    /// default catalog from simulated routers and keeps keys in memory. Safe to call more than once.
+    /// Adds the OpenAI-compatible gateway with its key provider and fleet; keys are kept in memory until a store is
+    /// added. The fleet must be configured (<see cref="BindConfiguration"/> or <c>Fleet.Configure</c>), or set to the
+    /// simulated default catalog with <c>Fleet.UseSimulatedRouters()</c>; an empty fleet fails on start. Safe to call
+    /// more than once.
     /// </summary>
     public static ICortensorGatewayBuilder AddCortensorGateway(this IServiceCollection services)
     {
@@ -74,8 +76,8 @@ public static class CortensorGatewayServiceCollectionExtensions
 
     /// <summary>
     /// Binds gateway, fleet, key and rate limit settings from configuration: sections <c>Cortensor:Gateway</c>,
-    /// <c>Cortensor:Fleet</c>, <c>Cortensor:Keys</c>, <c>Cortensor:RateLimits</c> and <c>Cortensor:Gateway:Entitlements</c>
-    /// of <paramref name="configuration"/>.
+    /// <c>Cortensor:Fleet</c>, <c>Cortensor:Keys</c>, <c>Cortensor:RateLimits</c>, <c>Cortensor:Gateway:Entitlements</c>
+    /// and <c>Cortensor:DevelopmentKey</c> (read by <see cref="AddDevelopmentBootstrap"/>) of <paramref name="configuration"/>.
     /// </summary>
     public static ICortensorGatewayBuilder BindConfiguration(this ICortensorGatewayBuilder builder, IConfiguration configuration)
     {
@@ -86,12 +88,21 @@ public static class CortensorGatewayServiceCollectionExtensions
         builder.Services.AddOptions<Cortensor.Portal.Keys.Format.ApiKeyFormatOptions>().Bind(configuration.GetSection("Cortensor:Keys"));
         builder.Services.AddOptions<Cortensor.Portal.Metering.RateLimiting.RateLimitingOptions>().Bind(configuration.GetSection(Cortensor.Portal.Metering.RateLimiting.RateLimitingOptions.SectionName));
         builder.Services.AddOptions<EntitlementCacheOptions>().Bind(configuration.GetSection("Cortensor:Gateway:Entitlements"));
+
+        // By hand: the options also carry the output TextWriter, which is not a configuration value.
+        var developmentKey = configuration.GetSection(DevelopmentBootstrapOptions.SectionName);
+        builder.Services.AddOptions<DevelopmentBootstrapOptions>().Configure(o =>
+        {
+            o.Enabled = developmentKey.GetValue<bool?>(nameof(DevelopmentBootstrapOptions.Enabled)) ?? o.Enabled;
+            o.OrgId = developmentKey[nameof(DevelopmentBootstrapOptions.OrgId)] is { Length: > 0 } orgId ? orgId : o.OrgId;
+        });
         return builder;
     }
 
     /// <summary>
     /// On start, when no key exists for <see cref="DevelopmentBootstrapOptions.OrgId"/>, issues a <c>pk_test_</c> key
-    /// and prints it once to standard output (never to the logs).
+    /// and prints it once to standard output (never to the logs). Only in the Development environment, unless
+    /// <see cref="DevelopmentBootstrapOptions.Enabled"/> (<c>Cortensor:DevelopmentKey:Enabled</c>) says otherwise.
     /// </summary>
     public static ICortensorGatewayBuilder AddDevelopmentBootstrap(this ICortensorGatewayBuilder builder, Action<DevelopmentBootstrapOptions>? configure = null)
     {
