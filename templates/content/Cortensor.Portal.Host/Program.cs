@@ -1,7 +1,10 @@
 // Cortensor Portal host: an OpenAI-compatible inference API in front of Cortensor router pools.
-// With no configuration it serves the default model catalog from built-in simulated routers, keeps its data in
-// an embedded SQLite file under App_Data, and prints a development API key on first start.
-// Set ConnectionStrings:Portal to use Postgres (Supabase works); configure real routers under "Cortensor:Fleet".
+// Routers are configured under "Cortensor:Fleet" (see appsettings.Routers.example.json); with none the host refuses to
+// start, unless Cortensor:Fleet:UseSimulatedRouters=true serves the default catalog from built-in simulated routers.
+// `dotnet run` runs as Development (Properties/launchSettings.json), whose appsettings.Development.json sets that switch
+// and Cortensor:DevelopmentKey:Enabled, so a fresh checkout serves simulated answers and prints a pk_test_ key on first
+// start. Any other environment gets neither unless configured. Data lives in an embedded SQLite file under App_Data;
+// set ConnectionStrings:Portal to use Postgres (Supabase works).
 // Hot-path state (key cache, rate limits, change notices) is in-process by default; with several replicas set
 // Cortensor:HotPath:Mode to Redis and ConnectionStrings:Redis so every replica shares it.
 // API keys come from Cortensor:Keys:Provider: Local (the database), Redis (the database behind a shared Redis cache)
@@ -19,6 +22,7 @@ var builder = WebApplication.CreateBuilder(args);
 var dataDirectory = builder.Configuration["Cortensor:Storage:DataDirectory"]
     ?? Path.Combine(builder.Environment.ContentRootPath, "App_Data");
 
+// Cortensor:Fleet (routers, pools, models, UseSimulatedRouters) and Cortensor:DevelopmentKey are read here.
 builder.Services.AddCortensorGateway()
     .BindConfiguration(builder.Configuration)
     .AddDevelopmentBootstrap();
