@@ -36,6 +36,8 @@ public sealed class HostStorageTests : IAsyncLifetime
         {
             builder.UseEnvironment("Production");
             builder.UseSetting("ConnectionStrings:Portal", connectionString);
+            builder.UseSetting("Cortensor:Fleet:UseSimulatedRouters", "true");
+            builder.UseSetting("Cortensor:DevelopmentKey:Enabled", "true"); // the key this test follows across a restart
             builder.UseSetting("Cortensor:Storage:Postgres:Schema", schema);
             builder.UseSetting("Cortensor:Storage:DataDirectory", Path.Combine(Path.GetTempPath(), "cportal-" + schema));
             builder.ConfigureServices(services => services.Configure<DevelopmentBootstrapOptions>(o => o.Output = output));

@@ -53,6 +53,8 @@ public abstract class KeyProviderPortal : WebApplicationFactory<Program>, IAsync
     {
         builder.UseEnvironment("Production");
         builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory);
+        builder.UseSetting("Cortensor:Fleet:UseSimulatedRouters", "true");
+        builder.UseSetting("Cortensor:DevelopmentKey:Enabled", "true");
         builder.UseSetting("Cortensor:Keys:Provider", ProviderName);
         ConfigureProvider(builder);
         builder.ConfigureLogging(logging =>

@@ -12,7 +12,8 @@ namespace Cortensor.Portal.EndToEnd.Tests;
 
 /// <summary>
 /// The portal host (the template's content) on a real loopback socket, on embedded defaults: the default catalog
-/// served by simulated routers over HTTP. Extra fault pools are added for the error cases.
+/// served by simulated routers over HTTP (Cortensor:Fleet:UseSimulatedRouters) and the printed development key
+/// (Cortensor:DevelopmentKey:Enabled), both set explicitly. Extra fault pools are added for the error cases.
 /// </summary>
 public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifetime
 {
@@ -38,6 +39,9 @@ public sealed class PortalFixture : WebApplicationFactory<Program>, IAsyncLifeti
     {
         builder.UseEnvironment("Production");
         builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory); // a fresh SQLite file per run
+        // Chosen explicitly, as Production gets neither by default: the simulated catalog and the printed key.
+        builder.UseSetting("Cortensor:Fleet:UseSimulatedRouters", "true");
+        builder.UseSetting("Cortensor:DevelopmentKey:Enabled", "true");
         builder.ConfigureLogging(logging =>
         {
             logging.AddProvider(Logs);

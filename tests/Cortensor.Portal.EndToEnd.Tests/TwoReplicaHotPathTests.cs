@@ -309,6 +309,7 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
         {
             builder.UseEnvironment("Production");
             builder.UseSetting("ConnectionStrings:Portal", postgres);
+            builder.UseSetting("Cortensor:Fleet:UseSimulatedRouters", "true"); // no development key: each test issues its own
             builder.UseSetting("Cortensor:Storage:Postgres:Schema", schema);
             builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory);
             builder.UseSetting("Cortensor:HotPath:Mode", "Redis");
