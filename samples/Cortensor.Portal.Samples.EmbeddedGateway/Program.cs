@@ -1,10 +1,12 @@
 // An ordinary ASP.NET Core app with endpoints of its own. Two lines add the Cortensor gateway:
-// AddCortensorGateway() and MapCortensorGateway(). With no configuration the gateway serves the default
-// catalog from simulated routers; issue keys through IApiKeyProvider (see /dev/keys below).
+// AddCortensorGateway() (with its settings from the "Cortensor" configuration section) and MapCortensorGateway().
+// Routers come from Cortensor:Fleet; in Development, appsettings.Development.json sets
+// Cortensor:Fleet:UseSimulatedRouters so the default catalog is served by simulated routers. Issue keys through
+// IApiKeyProvider (see /dev/keys below).
 using Cortensor.Portal.Keys;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Services.AddCortensorGateway();
+builder.Services.AddCortensorGateway().BindConfiguration(builder.Configuration);
 
 var app = builder.Build();
 

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Options;
 
 namespace Cortensor.Portal.Samples.Tests;
 
@@ -16,12 +18,30 @@ public sealed class EmbeddedGatewaySampleTests : IClassFixture<EmbeddedGatewaySa
         _http = factory.CreateClient();
     }
 
+    /// <summary>The sample as <c>dotnet run</c> starts it: Development, with its appsettings.Development.json.</summary>
     public sealed class SampleFactory : WebApplicationFactory<Program>
     {
         public SampleFactory()
         {
             UseKestrel(0);
         }
+
+        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseEnvironment("Development");
+    }
+
+    private sealed class ProductionSampleFactory : WebApplicationFactory<Program>
+    {
+        protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseEnvironment("Production");
+    }
+
+    [Fact]
+    public async Task Production_NoRoutersConfigured_RefusesToStartNamingTheSetting()
+    {
+        await using var production = new ProductionSampleFactory();
+
+        var error = Assert.Throws<OptionsValidationException>(() => production.CreateClient());
+
+        Assert.Contains("Cortensor:Fleet:UseSimulatedRouters", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
