@@ -31,7 +31,7 @@ public sealed class UnkeyGatewayTests : IAsyncLifetime
         builder.WebHost.UseTestServer();
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(_logs).SetMinimumLevel(LogLevel.Trace);
-        builder.Services.AddCortensorGateway();
+        builder.Services.AddCortensorGateway().Fleet.UseSimulatedRouters();
         builder.Services.Configure<RateLimitingOptions>(o => o.Defaults.Key.RequestsPerMinute = 100);
         builder.Services.AddCortensorUnkey(o =>
         {
