@@ -277,7 +277,8 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         var saved = new FleetOptions();
         saved.Routers["router-eu-1"] = NewRouter("http://10.0.0.5:5010", "env:ROUTER_EU_1_KEY");
         saved.Routers["router-eu-1"].ApiKey = "never-stored";
-        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2" };
+        // A Cortensor router needs its key: stored routers carry a reference to it (validation refuses one with neither).
+        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2", ApiKeyRef = "env:ROUTER_US_1_KEY" };
         saved.Routers["router-vllm"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.9:8000"), Protocol = RouterProtocol.OpenAICompatible, ApiKeyRef = "vault:fleet/vllm" };
         saved.Pools["pool-llama"] = NewPool(("router-eu-1", 11), ("router-us-1", 12));
         saved.Pools["pool-llama"].Defaults = new SamplingDefaults { MaxTokens = 2048, Temperature = 0.2 };
