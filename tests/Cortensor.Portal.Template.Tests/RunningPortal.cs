@@ -35,10 +35,16 @@ internal sealed class RunningPortal : IAsyncDisposable
         }
     }
 
-    public static RunningPortal Start(string dll, string workingDirectory)
+    /// <summary>Starts the portal with <paramref name="environment"/> on top of this process's variables.</summary>
+    public static RunningPortal Start(string dll, string workingDirectory, IReadOnlyDictionary<string, string> environment)
     {
         var url = $"http://127.0.0.1:{FreePort()}";
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
         info.ArgumentList.Add(dll);
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add(url);
@@ -60,6 +66,14 @@ internal sealed class RunningPortal : IAsyncDisposable
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await _process.WaitForExitAsync(timeout.Token);
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits for the portal to end by itself (for example when it refuses to start); returns the exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cancel.Token);
         return _process.ExitCode;
     }
 

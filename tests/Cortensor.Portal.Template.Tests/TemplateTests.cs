@@ -79,11 +79,16 @@ public sealed class TemplateTests : IDisposable
             $"-p:RestorePackagesPath={Path.Combine(_root, "packages")}",
             $"-p:RestoreFallbackFolders={globalPackages}");
 
-        // 4. Run it on a free loopback port and call it with the key it prints.
+        // 4. Run it as `dotnet run` does, with the launch profile's environment (Development, where
+        //    appsettings.Development.json turns on the simulated routers and the key), on a free loopback port, and
+        //    call it with the key it prints.
+        var development = LaunchProfileEnvironment(output);
+        Assert.Equal("Development", development["ASPNETCORE_ENVIRONMENT"]);
+        Assert.True(File.Exists(Path.Combine(output, "appsettings.Development.json")));
         var dll = Path.Combine(output, "bin", "Debug", "net10.0", "Acme.Portal.dll");
         string devKey;
         string firstRequestId;
-        await using (var first = RunningPortal.Start(dll, output))
+        await using (var first = RunningPortal.Start(dll, output, development))
         {
             devKey = await first.Key.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Matches("^pk_test_[0-9A-Za-z]{49}$", devKey);
@@ -96,7 +101,7 @@ public sealed class TemplateTests : IDisposable
 
         // 5. Restart: the embedded SQLite store kept the key (no new key is printed) and the usage of the first run.
         string secondRequestId;
-        await using (var second = RunningPortal.Start(dll, output))
+        await using (var second = RunningPortal.Start(dll, output, development))
         {
             secondRequestId = await ChatAsync(second, devKey);
             Assert.DoesNotContain(KeyLinePrefix, second.Log, StringComparison.Ordinal);
@@ -114,6 +119,25 @@ public sealed class TemplateTests : IDisposable
             command.Parameters.AddWithValue("$id", requestId);
             Assert.Equal(11L, (long)(await command.ExecuteScalarAsync())!); // one usage event and one log row each
         }
+
+        // 6. Deployed as Production with no routers configured, it refuses to start and names the setting to fix.
+        await using (var production = RunningPortal.Start(dll, output, new Dictionary<string, string> { ["ASPNETCORE_ENVIRONMENT"] = "Production" }))
+        {
+            Assert.NotEqual(0, await production.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("No routers are configured under Cortensor:Fleet:Routers", production.Log, StringComparison.Ordinal);
+            Assert.Contains("Cortensor:Fleet:UseSimulatedRouters=true", production.Log, StringComparison.Ordinal);
+            Assert.DoesNotContain(KeyLinePrefix, production.Log, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>The environment variables of the generated project's launch profile, which <c>dotnet run</c> applies.</summary>
+    private static Dictionary<string, string> LaunchProfileEnvironment(string project)
+    {
+        using var launch = JsonDocument.Parse(File.ReadAllText(Path.Combine(project, "Properties", "launchSettings.json")));
+        var profile = launch.RootElement.GetProperty("profiles").EnumerateObject().Single().Value;
+        Assert.Equal("Project", profile.GetProperty("commandName").GetString());
+        Assert.Equal("http://127.0.0.1:5199", profile.GetProperty("applicationUrl").GetString()); // --port reaches the profile too
+        return profile.GetProperty("environmentVariables").EnumerateObject().ToDictionary(static p => p.Name, static p => p.Value.GetString()!);
     }
 
     private static async Task<string> ChatAsync(RunningPortal portal, string key)
