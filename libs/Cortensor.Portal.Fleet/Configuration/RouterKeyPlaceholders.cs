@@ -9,7 +9,7 @@ namespace Cortensor.Portal.Fleet.Configuration;
 /// <remarks>
 /// The rule errs toward letting keys through: it matches whole words people type in place of a key, never parts of
 /// random strings, so a generated key (hex, base64, UUID) or a router's own default (<c>default-dev-token</c>) passes.
-/// Matching ignores case and the separators <c>- _ . space</c>.
+/// Matching ignores case and every character that is not a letter or digit.
 /// </remarks>
 internal static class RouterKeyPlaceholders
 {
