@@ -3,6 +3,7 @@ using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Metering.Usage;
 using Cortensor.Portal.Metering.Writer;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -15,7 +16,7 @@ public static class CortensorMeteringServiceCollectionExtensions
 {
     /// <summary>
     /// Registers one <see cref="UsageWriter"/> singleton as itself, as <see cref="IUsageRecorder"/> and as a hosted
-    /// service; <see cref="InMemoryUsageSink"/> as <see cref="IUsageSink"/> unless a sink is registered (a durable store
+    /// service; the <see cref="UsageWriterHealthCheck"/> (named <c>usage-writer</c>); <see cref="InMemoryUsageSink"/> as <see cref="IUsageSink"/> unless a sink is registered (a durable store
     /// replaces it with <c>services.Replace(...)</c>); <see cref="TimeProvider.System"/> unless a time provider is
     /// registered; and metrics. <see cref="UsageWriterOptions"/> are validated at startup. Safe to call more than once.
     /// </summary>
@@ -57,6 +58,13 @@ public static class CortensorMeteringServiceCollectionExtensions
             services.AddSingleton<MeteringMarker>();
             services.AddOptions<UsageWriterOptions>().ValidateOnStart();
             services.AddMetrics();
+
+            // Readiness: the usage backlog (queue fill, spilling, replay); see UsageWriterHealthCheck.
+            services.AddHealthChecks().Add(new HealthCheckRegistration(
+                UsageWriterHealthCheck.Name,
+                static sp => new UsageWriterHealthCheck(sp.GetRequiredService<UsageWriter>()),
+                failureStatus: null,
+                tags: null));
         }
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsCustomValidator>());

@@ -99,6 +99,12 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
     public string SpillDirectory => _spill.Directory;
 
     /// <summary>
+    /// One read of the backlog (queue depth against capacity, spill bytes, sink state) for health checks and
+    /// dashboards. Each field is read without locks, so the fields may be a moment apart.
+    /// </summary>
+    public UsageWriterStatus GetStatus() => new(QueueDepth, _options.QueueCapacity, SpillBytes, _healthy, _stopped);
+
+    /// <summary>
     /// Queues <paramref name="record"/> without waiting for I/O. When the queue is full (or the writer is stopped) the
     /// record is appended to the spill file under a lock instead: that is the backpressure, and it never drops it.
     /// </summary>
