@@ -3,6 +3,7 @@ using Cortensor.Portal.Fleet.Hosting;
 using Cortensor.Portal.Fleet.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
@@ -19,7 +20,8 @@ public interface ICortensorFleetBuilder
 public static class CortensorFleetServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the model catalog, router selection, router protocol clients and the simulator host.
+    /// Adds the model catalog, router selection, router protocol clients, the simulator host and the
+    /// <c>fleet</c> readiness check (<see cref="FleetHealthCheck"/>).
     /// Options are validated on start: a fleet with no routers refuses to start unless
     /// <see cref="FleetOptions.UseSimulatedRouters"/> is set, which serves the simulated default catalog
     /// (<see cref="FleetDefaults"/>) when nothing else is configured.
@@ -38,6 +40,19 @@ public static class CortensorFleetServiceCollectionExtensions
         services.TryAddSingleton<FleetRuntime>();
         services.TryAddSingleton<IModelCatalog>(sp => sp.GetRequiredService<FleetRuntime>());
         services.TryAddSingleton<IRouterSelector>(sp => sp.GetRequiredService<FleetRuntime>());
+        services.TryAddSingleton<IPoolRoutability>(sp => sp.GetRequiredService<FleetRuntime>());
+
+        // Readiness: every catalog model can reach a router (FleetHealthCheck). Once per collection: a second
+        // registration under the same name would make the health check service refuse to start.
+        if (!services.Any(d => d.ServiceType == typeof(FleetHealthCheck)))
+        {
+            services.AddSingleton<FleetHealthCheck>();
+            services.AddHealthChecks().Add(new HealthCheckRegistration(
+                FleetHealthCheck.Name,
+                static sp => sp.GetRequiredService<FleetHealthCheck>(),
+                failureStatus: null,
+                tags: null));
+        }
 
         if (!services.Any(d => d.ServiceType == typeof(SimulatedRouterHost)))
         {

@@ -53,6 +53,17 @@ public interface IRouterSelector
 }
 
 /// <summary>
+/// How many members of a pool selection could pick now. Today that is every enabled member of an enabled router
+/// (a simulated router once its simulator runs); router health scoring, when it exists, leaves out members it
+/// scores as down, and the fleet readiness check follows without change.
+/// </summary>
+public interface IPoolRoutability
+{
+    /// <summary>Members of <paramref name="pool"/> that could serve a request now; 0 for an unknown or disabled pool.</summary>
+    int CountRoutableMembers(string pool);
+}
+
+/// <summary>
 /// Where simulated routers live. The built-in simulator host implements it; a router marked
 /// <see cref="RouterOptions.Simulated"/> is served only once its simulator has started.
 /// </summary>
@@ -68,7 +79,7 @@ public interface ISimulatedRouterDirectory
 /// Runtime view of <see cref="FleetOptions"/>: an immutable snapshot rebuilt whenever options change, read
 /// without locks on the hot path. Selection is round robin over enabled members of enabled routers.
 /// </summary>
-internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IDisposable
+internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutability, IDisposable
 {
     private readonly ISimulatedRouterDirectory? _simulators;
     private readonly IDisposable? _subscription;
@@ -107,7 +118,30 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IDisposable
         return false;
     }
 
+    public int CountRoutableMembers(string pool)
+    {
+        if (!_snapshot.Pools.TryGetValue(pool, out var state))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var member in state.Members)
+        {
+            if (IsRoutable(member))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     public void Dispose() => _subscription?.Dispose();
+
+    // The same test TryBuildTarget applies, without building a target.
+    private bool IsRoutable(Member member)
+        => !member.Router.Simulated || (_simulators is not null && _simulators.TryGetEndpoint(member.RouterId, out _, out _));
 
     private bool TryBuildTarget(Member member, string? upstreamModel, out RouterTarget target)
     {
