@@ -2,11 +2,13 @@ using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.Usage;
 using Cortensor.Portal.Storage.Postgres;
 using Cortensor.Portal.Storage.Postgres.Configuration;
+using Cortensor.Portal.Storage.Postgres.Health;
 using Cortensor.Portal.Storage.Postgres.Hosting;
 using Cortensor.Portal.Storage.Postgres.Keys;
 using Cortensor.Portal.Storage.Postgres.Migrations;
 using Cortensor.Portal.Storage.Postgres.Usage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -27,7 +29,8 @@ public static class CortensorPostgresStorageServiceCollectionExtensions
     /// Also registers <see cref="PostgresStorageOptions"/> (validated at start-up), one
     /// <see cref="NpgsqlDataSource"/> keyed <see cref="PostgresStorageServiceKeys.DataSource"/>,
     /// <see cref="PostgresMigrator"/>, <see cref="PostgresPartitionMaintenance"/>, <see cref="PostgresApiKeyStore"/>,
-    /// <see cref="PostgresUsageStore"/> and <see cref="TimeProvider.System"/> (if none). Safe to call more than
+    /// <see cref="PostgresUsageStore"/>, the <c>postgres</c> readiness check (<see cref="PostgresHealthCheck"/>) and
+    /// <see cref="TimeProvider.System"/> (if none). Safe to call more than
     /// once: nothing is registered twice, and every <paramref name="configure"/> applies in order.
     /// </remarks>
     /// <param name="services">The service collection.</param>
@@ -67,6 +70,13 @@ public static class CortensorPostgresStorageServiceCollectionExtensions
                 sp.GetRequiredService<IOptions<PostgresStorageOptions>>(),
                 sp.GetRequiredService<TimeProvider>(),
                 sp.GetService<ILogger<PostgresStorageHostedService>>()));
+
+            // Readiness: SELECT 1 through the store's data source, bounded (PostgresHealthCheck).
+            services.AddHealthChecks().Add(new HealthCheckRegistration(
+                PostgresHealthCheck.Name,
+                static sp => new PostgresHealthCheck(DataSource(sp), sp.GetRequiredService<TimeProvider>()),
+                failureStatus: null,
+                tags: null));
         }
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStorageOptions>, PostgresStorageOptionsValidator>());

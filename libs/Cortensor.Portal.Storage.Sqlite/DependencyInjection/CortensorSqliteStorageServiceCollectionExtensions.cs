@@ -2,11 +2,13 @@ using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.Usage;
 using Cortensor.Portal.Storage.Sqlite.Configuration;
 using Cortensor.Portal.Storage.Sqlite.Database;
+using Cortensor.Portal.Storage.Sqlite.Health;
 using Cortensor.Portal.Storage.Sqlite.Hosting;
 using Cortensor.Portal.Storage.Sqlite.Keys;
 using Cortensor.Portal.Storage.Sqlite.Migrations;
 using Cortensor.Portal.Storage.Sqlite.Usage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -21,7 +23,8 @@ public static class CortensorSqliteStorageServiceCollectionExtensions
     /// <see cref="SqliteApiKeyStore"/> and <see cref="SqliteUsageStore"/>, registers <see cref="IUsageReader"/>, the account,
     /// plan, model-access-policy, audit, ledger and fleet-configuration stores (as their interfaces),
     /// <see cref="SqliteDatabase"/>, <see cref="SqliteMigrator"/> and a hosted service that migrates the database
-    /// in <see cref="IHostedLifecycleService.StartingAsync"/>, before any other hosted service starts.
+    /// in <see cref="IHostedLifecycleService.StartingAsync"/>, before any other hosted service starts; and the
+    /// <c>sqlite</c> readiness check (<see cref="SqliteHealthCheck"/>).
     /// </summary>
     /// <remarks>
     /// Options are validated at start-up (<see cref="SqliteStorageOptions.DatabasePath"/> is required). Call it
@@ -57,6 +60,13 @@ public static class CortensorSqliteStorageServiceCollectionExtensions
         {
             services.AddSingleton<SqliteStorageMarker>();
             services.AddOptions<SqliteStorageOptions>().ValidateOnStart();
+
+            // Readiness: a small read of the database file, bounded (SqliteHealthCheck).
+            services.AddHealthChecks().Add(new HealthCheckRegistration(
+                SqliteHealthCheck.Name,
+                static sp => new SqliteHealthCheck(sp.GetRequiredService<SqliteDatabase>(), sp.GetRequiredService<TimeProvider>()),
+                failureStatus: null,
+                tags: null));
         }
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SqliteStorageOptions>, SqliteStorageOptionsValidator>());
