@@ -6,9 +6,11 @@ using Cortensor.Portal.Keys.Local;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Redis.Changes;
 using Cortensor.Portal.Redis.Configuration;
+using Cortensor.Portal.Redis.Health;
 using Cortensor.Portal.Redis.Keys;
 using Cortensor.Portal.Redis.RateLimiting;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -33,7 +35,8 @@ public static class CortensorRedisServiceCollectionExtensions
     /// <item><see cref="IRateLimiter"/> = <see cref="FallbackRateLimiter"/> over <see cref="RedisRateLimiter"/>, with the
     /// in-process limiter while Redis is unreachable;</item>
     /// <item><see cref="IApiKeyProvider"/> = <see cref="CachingApiKeyProvider"/> (in-process L1) over
-    /// <see cref="RedisApiKeyProvider"/> (shared L2) over <see cref="LocalApiKeyProvider"/> (the store).</item>
+    /// <see cref="RedisApiKeyProvider"/> (shared L2) over <see cref="LocalApiKeyProvider"/> (the store);</item>
+    /// <item>the <c>redis</c> readiness check (<see cref="RedisHealthCheck"/>: PING through the multiplexer).</item>
     /// </list>
     /// <see cref="RedisOptions"/> are validated at startup. Safe to call more than once.
     /// </summary>
@@ -81,6 +84,13 @@ public static class CortensorRedisServiceCollectionExtensions
         services.TryAddSingleton<IConnectionMultiplexer>(static sp =>
             ConnectionMultiplexer.Connect(CortensorRedisConnection.CreateConfiguration(sp.GetRequiredService<IOptions<RedisOptions>>().Value)));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisConnectionStarter>());
+
+        // Readiness: PING through the same multiplexer, bounded (RedisHealthCheck).
+        services.AddHealthChecks().Add(new HealthCheckRegistration(
+            RedisHealthCheck.Name,
+            static sp => new RedisHealthCheck(sp.GetRequiredService<IConnectionMultiplexer>, sp.GetRequiredService<TimeProvider>()),
+            failureStatus: null,
+            tags: null));
 
         services.TryAddSingleton(static sp => new RedisHotPathChangeFeed(
             sp.GetRequiredService<IConnectionMultiplexer>(),
