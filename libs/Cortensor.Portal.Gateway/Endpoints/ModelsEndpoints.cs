@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Http;
 
 namespace Cortensor.Portal.Gateway.Endpoints;
 
-/// <summary><c>GET /v1/models</c>, <c>GET /v1/models/{id}</c> and <c>GET /health</c>: public aliases only, never pools or sessions.</summary>
+/// <summary><c>GET /v1/models</c> and <c>GET /v1/models/{id}</c>: public aliases only, never pools or sessions.</summary>
 internal static class ModelsEndpoints
 {
     /// <summary>Only the models this key may call: its own allow-list, global disables and model access policies.</summary>
@@ -31,11 +31,6 @@ internal static class ModelsEndpoints
 
         await context.Response.WriteAsJsonAsync(ToDto(model), GatewayJson.Context.ModelDto, "application/json", context.RequestAborted);
     }
-
-    public static Task HealthAsync(HttpContext context, IModelCatalog catalog)
-        => context.Response.WriteAsJsonAsync(
-            new HealthDto("ok", catalog.Models.Select(m => m.Alias).ToArray()),
-            GatewayJson.Context.HealthDto, "application/json", context.RequestAborted);
 
     public static Task UnknownRouteAsync(HttpContext context)
         => throw new GatewayException(GatewayError.NotFoundRoute(context.Request.Path));

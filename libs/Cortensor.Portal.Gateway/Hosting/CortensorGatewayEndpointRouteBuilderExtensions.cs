@@ -12,7 +12,9 @@ public static class CortensorGatewayEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps <c>POST /v1/chat/completions</c>, <c>POST /v1/completions</c>, <c>GET /v1/models</c>,
-    /// <c>GET /v1/models/{id}</c>, <c>GET /health</c>, and an OpenAI-shaped 404 for any other <c>/v1/…</c> path.
+    /// <c>GET /v1/models/{id}</c>, an OpenAI-shaped 404 for any other <c>/v1/…</c> path, and the health endpoints
+    /// <c>/health</c> (readiness), <c>/health/ready</c> and <c>/health/live</c>
+    /// (<see cref="CortensorHealthEndpointRouteBuilderExtensions.MapCortensorHealth"/>).
     /// </summary>
     public static RouteGroupBuilder MapCortensorGateway(this IEndpointRouteBuilder endpoints)
     {
@@ -22,8 +24,10 @@ public static class CortensorGatewayEndpointRouteBuilderExtensions
 
         // The registered singleton: AddEndpointFilter<T>() would build a new filter, resolving its five
         // dependencies, on every request.
+        // Outside the gateway's filter: probes are not API requests (no usage, no per-request log line).
+        endpoints.MapCortensorHealth();
+
         var root = endpoints.MapGroup("").AddEndpointFilter(filter);
-        root.MapGet("/health", ModelsEndpoints.HealthAsync).WithName("CortensorHealth");
 
         var v1 = root.MapGroup("/v1");
         v1.MapPost("/chat/completions", ChatCompletionsEndpoint.HandleAsync).WithName("CortensorChatCompletions");

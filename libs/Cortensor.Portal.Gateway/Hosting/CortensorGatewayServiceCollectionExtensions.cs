@@ -62,6 +62,10 @@ public static class CortensorGatewayServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetServices<Cortensor.Portal.Accounts.Audit.IAuditLog>()));
         services.TryAddSingleton<GatewayEndpointFilter>();
+
+        // The health check service behind /health; the fleet and metering registrations above add their checks,
+        // the durable store and Redis registrations add theirs.
+        services.AddHealthChecks();
         return new GatewayBuilder(services, fleet, keys);
     }
 

@@ -191,8 +191,6 @@ internal sealed record ModelDto(string Id, string Object, long Created, string O
 
 internal sealed record ModelListDto(string Object, IReadOnlyList<ModelDto> Data);
 
-internal sealed record HealthDto(string Status, IReadOnlyList<string> Aliases);
-
 internal sealed record ErrorBodyDto(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string Message,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string Type,
@@ -220,7 +218,7 @@ internal sealed record ErrorResponseDto(ErrorBodyDto Error);
 [JsonSerializable(typeof(TextCompletionResponseWithUsage))]
 [JsonSerializable(typeof(ModelDto))]
 [JsonSerializable(typeof(ModelListDto))]
-[JsonSerializable(typeof(HealthDto))]
+[JsonSerializable(typeof(Health.HealthReportDto))]
 [JsonSerializable(typeof(ErrorResponseDto))]
 internal sealed partial class GatewayJsonContext : JsonSerializerContext;
 
