@@ -213,14 +213,21 @@ public sealed class OpenAISdkTests(PortalFixture portal)
     }
 
     [Fact]
-    public async Task Health_ListsDefaultAliases()
+    public async Task Health_DefaultHost_ReadyWithStoreFleetAndUsageWriterChecks_LiveOk()
     {
-        using var doc = JsonDocument.Parse(await portal.Http.GetStringAsync("/health"));
+        using var ready = await portal.Http.GetAsync("/health");
+        var body = await ready.Content.ReadAsStringAsync();
+        using var live = await portal.Http.GetAsync("/health/live");
 
-        Assert.Equal("ok", doc.RootElement.GetProperty("status").GetString());
-        var aliases = doc.RootElement.GetProperty("aliases").EnumerateArray().Select(a => a.GetString()).ToList();
-        Assert.Contains("gpt-oss-20b", aliases);
-        Assert.Contains("qwen-3.5-9b", aliases);
+        Assert.Equal(System.Net.HttpStatusCode.OK, ready.StatusCode);
+        using var doc = JsonDocument.Parse(body);
+        var checks = doc.RootElement.GetProperty("checks").EnumerateArray()
+            .ToDictionary(c => c.GetProperty("name").GetString()!, c => c.GetProperty("status").GetString());
+        Assert.Equal(["fleet", "sqlite", "usage-writer"], checks.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("healthy", checks["sqlite"]);
+        Assert.Equal("healthy", checks["fleet"]); // every simulated router has started, the upstream is configured
+        Assert.DoesNotContain(portal.Upstream.BaseUrl.Authority, body, StringComparison.Ordinal);
+        Assert.Equal(System.Net.HttpStatusCode.OK, live.StatusCode);
     }
 }
 
