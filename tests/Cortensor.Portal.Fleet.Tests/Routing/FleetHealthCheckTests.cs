@@ -1,0 +1,126 @@
+using Cortensor.Portal.Fleet.Configuration;
+using Cortensor.Portal.Fleet.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace Cortensor.Portal.Fleet.Tests.Routing;
+
+/// <summary>The <c>fleet</c> readiness check, run through the health check service <c>AddCortensorFleet</c> sets up.</summary>
+public sealed class FleetHealthCheckTests
+{
+    private static ServiceProvider Build(Action<FleetOptions> configure)
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().Configure(configure);
+        return services.BuildServiceProvider();
+    }
+
+    private static void TwoModels(FleetOptions o)
+    {
+        o.Routers["router-a"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.1:5010"), ApiKey = "secret-a" };
+        o.Routers["router-b"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.2:5010"), ApiKey = "secret-b" };
+        o.Pools["pool-a"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "router-a", SessionId = 1 }] };
+        o.Pools["pool-b"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "router-b", SessionId = 2 }] };
+        o.Models["alpha"] = new ModelOptions { Pool = "pool-a" };
+        o.Models["beta"] = new ModelOptions { Pool = "pool-b" };
+    }
+
+    private static async Task<HealthReportEntry> RunAsync(ServiceProvider sp)
+    {
+        var report = await sp.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        return report.Entries[FleetHealthCheck.Name];
+    }
+
+    [Fact]
+    public async Task Check_EveryModelHasAnEnabledRouter_Healthy()
+    {
+        await using var sp = Build(TwoModels);
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Healthy, entry.Status);
+    }
+
+    [Fact]
+    public async Task Check_ModelWhoseOnlyRouterIsDisabled_DegradedNamingOnlyThatAlias()
+    {
+        await using var sp = Build(o =>
+        {
+            TwoModels(o);
+            o.Routers["router-b"].Enabled = false;
+        });
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal("no router can serve model(s): beta", entry.Description);
+    }
+
+    [Fact]
+    public async Task Check_ModelWhoseOnlyMemberIsDisabled_Degraded()
+    {
+        await using var sp = Build(o =>
+        {
+            TwoModels(o);
+            o.Pools["pool-a"].Members[0].Enabled = false;
+        });
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal("no router can serve model(s): alpha", entry.Description);
+    }
+
+    [Fact]
+    public async Task Check_EveryRouterDisabled_Unhealthy_WithoutRouterIdsOrAddresses()
+    {
+        await using var sp = Build(o =>
+        {
+            TwoModels(o);
+            o.Routers["router-a"].Enabled = false;
+            o.Routers["router-b"].Enabled = false;
+        });
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
+        Assert.Equal("no router can serve model(s): alpha, beta", entry.Description);
+        foreach (var hidden in new[] { "router-", "pool-", "10.0.0", "secret" })
+        {
+            Assert.DoesNotContain(hidden, entry.Description, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Check_SimulatedRouterNotStarted_CountsAsUnroutable()
+    {
+        // No host runs, so the simulator never starts: its model cannot be served yet.
+        await using var sp = Build(o =>
+        {
+            TwoModels(o);
+            o.Routers["sim"] = new RouterOptions { Simulated = true };
+            o.Pools["pool-sim"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "sim", SessionId = 3 }] };
+            o.Models["gamma"] = new ModelOptions { Pool = "pool-sim" };
+        });
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal("no router can serve model(s): gamma", entry.Description);
+        Assert.Equal(0, sp.GetRequiredService<IPoolRoutability>().CountRoutableMembers("pool-sim"));
+        Assert.Equal(1, sp.GetRequiredService<IPoolRoutability>().CountRoutableMembers("pool-a"));
+    }
+
+    [Fact]
+    public void AddCortensorFleet_CalledTwice_RegistersTheCheckOnce()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet();
+        services.AddCortensorFleet();
+        using var sp = services.BuildServiceProvider();
+
+        var names = sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<HealthCheckServiceOptions>>().Value.Registrations.Select(r => r.Name);
+
+        Assert.Equal([FleetHealthCheck.Name], names);
+    }
+}
