@@ -47,11 +47,13 @@ public static class CortensorFleetServiceCollectionExtensions
         if (!services.Any(d => d.ServiceType == typeof(FleetHealthCheck)))
         {
             services.AddSingleton<FleetHealthCheck>();
-            services.AddHealthChecks().Add(new HealthCheckRegistration(
+
+            // Only the check: the health check service that runs it comes with AddHealthChecks() (AddCortensorGateway calls it).
+            services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
                 FleetHealthCheck.Name,
                 static sp => sp.GetRequiredService<FleetHealthCheck>(),
                 failureStatus: null,
-                tags: null));
+                tags: null)));
         }
 
         if (!services.Any(d => d.ServiceType == typeof(SimulatedRouterHost)))

@@ -60,11 +60,12 @@ public static class CortensorMeteringServiceCollectionExtensions
             services.AddMetrics();
 
             // Readiness: the usage backlog (queue fill, spilling, replay); see UsageWriterHealthCheck.
-            services.AddHealthChecks().Add(new HealthCheckRegistration(
+            // Only the check: the health check service that runs it comes with AddHealthChecks() (AddCortensorGateway calls it).
+            services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
                 UsageWriterHealthCheck.Name,
                 static sp => new UsageWriterHealthCheck(sp.GetRequiredService<UsageWriter>()),
                 failureStatus: null,
-                tags: null));
+                tags: null)));
         }
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageWriterOptions>, UsageWriterOptionsCustomValidator>());

@@ -86,11 +86,12 @@ public static class CortensorRedisServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisConnectionStarter>());
 
         // Readiness: PING through the same multiplexer, bounded (RedisHealthCheck).
-        services.AddHealthChecks().Add(new HealthCheckRegistration(
+        // Only the check: the health check service that runs it comes with AddHealthChecks() (AddCortensorGateway calls it).
+        services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
             RedisHealthCheck.Name,
             static sp => new RedisHealthCheck(sp.GetRequiredService<IConnectionMultiplexer>, sp.GetRequiredService<TimeProvider>()),
             failureStatus: null,
-            tags: null));
+            tags: null)));
 
         services.TryAddSingleton(static sp => new RedisHotPathChangeFeed(
             sp.GetRequiredService<IConnectionMultiplexer>(),

@@ -72,11 +72,12 @@ public static class CortensorPostgresStorageServiceCollectionExtensions
                 sp.GetService<ILogger<PostgresStorageHostedService>>()));
 
             // Readiness: SELECT 1 through the store's data source, bounded (PostgresHealthCheck).
-            services.AddHealthChecks().Add(new HealthCheckRegistration(
+            // Only the check: the health check service that runs it comes with AddHealthChecks() (AddCortensorGateway calls it).
+            services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
                 PostgresHealthCheck.Name,
                 static sp => new PostgresHealthCheck(DataSource(sp), sp.GetRequiredService<TimeProvider>()),
                 failureStatus: null,
-                tags: null));
+                tags: null)));
         }
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<PostgresStorageOptions>, PostgresStorageOptionsValidator>());

@@ -62,11 +62,12 @@ public static class CortensorSqliteStorageServiceCollectionExtensions
             services.AddOptions<SqliteStorageOptions>().ValidateOnStart();
 
             // Readiness: a small read of the database file, bounded (SqliteHealthCheck).
-            services.AddHealthChecks().Add(new HealthCheckRegistration(
+            // Only the check: the health check service that runs it comes with AddHealthChecks() (AddCortensorGateway calls it).
+            services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
                 SqliteHealthCheck.Name,
                 static sp => new SqliteHealthCheck(sp.GetRequiredService<SqliteDatabase>(), sp.GetRequiredService<TimeProvider>()),
                 failureStatus: null,
-                tags: null));
+                tags: null)));
         }
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SqliteStorageOptions>, SqliteStorageOptionsValidator>());

@@ -12,6 +12,7 @@ public sealed class FleetHealthCheckTests
     {
         var services = new ServiceCollection().AddLogging();
         services.AddCortensorFleet().Configure(configure);
+        services.AddHealthChecks(); // the service that runs registered checks (AddCortensorGateway adds it in a host)
         return services.BuildServiceProvider();
     }
 

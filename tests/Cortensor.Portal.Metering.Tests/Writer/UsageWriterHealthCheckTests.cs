@@ -129,6 +129,7 @@ public sealed class UsageWriterHealthCheckTests
         var services = new ServiceCollection().AddLogging();
         services.AddCortensorMetering(o => o.SpillDirectory = WriterHarness.NewTempDirectory());
         services.AddCortensorMetering();
+        services.AddHealthChecks(); // the service that runs registered checks (AddCortensorGateway adds it in a host)
         await using var sp = services.BuildServiceProvider();
 
         var names = sp.GetRequiredService<IOptions<HealthCheckServiceOptions>>().Value.Registrations.Select(r => r.Name);
