@@ -51,6 +51,7 @@ public sealed class PostgresHealthCheck(NpgsqlDataSource dataSource, TimeProvide
 
     private static string Reason(Exception exception)
     {
+        var innermost = exception;
         for (var e = exception; e is not null; e = e.InnerException)
         {
             switch (e)
@@ -59,11 +60,15 @@ public sealed class PostgresHealthCheck(NpgsqlDataSource dataSource, TimeProvide
                     return $"Postgres refused the query (SQLSTATE {postgres.SqlState})";
                 case SocketException socket:
                     return $"cannot reach Postgres ({socket.SocketErrorCode})";
+                case IOException io:
+                    // A pooled connection the server dropped (restart, failover, idle timeout).
+                    return $"connection to Postgres lost ({io.GetType().Name})";
                 default:
+                    innermost = e;
                     break;
             }
         }
 
-        return $"Postgres query failed ({exception.GetType().Name})";
+        return $"Postgres query failed ({innermost.GetType().Name})";
     }
 }
