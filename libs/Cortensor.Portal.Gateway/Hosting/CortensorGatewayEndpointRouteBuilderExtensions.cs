@@ -22,11 +22,11 @@ public static class CortensorGatewayEndpointRouteBuilderExtensions
         var filter = endpoints.ServiceProvider.GetService<GatewayEndpointFilter>()
             ?? throw new InvalidOperationException("Call services.AddCortensorGateway() before app.MapCortensorGateway().");
 
-        // The registered singleton: AddEndpointFilter<T>() would build a new filter, resolving its five
-        // dependencies, on every request.
         // Outside the gateway's filter: probes are not API requests (no usage, no per-request log line).
         endpoints.MapCortensorHealth();
 
+        // The registered singleton: AddEndpointFilter<T>() would build a new filter, resolving its five
+        // dependencies, on every request.
         var root = endpoints.MapGroup("").AddEndpointFilter(filter);
 
         var v1 = root.MapGroup("/v1");
