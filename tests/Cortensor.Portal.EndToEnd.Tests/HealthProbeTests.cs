@@ -1,12 +1,10 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
-using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Storage.Tests.Postgres;
 using Cortensor.Portal.Testing.Redis;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Cortensor.Portal.EndToEnd.Tests;
 
@@ -109,14 +107,13 @@ public sealed class HealthProbeTests
         protected override void ConfigureWebHost(IWebHostBuilder builder)
         {
             builder.UseEnvironment("Production");
+            builder.UseSetting("Cortensor:Fleet:UseSimulatedRouters", "true"); // no development key: none is needed
             builder.UseSetting("Cortensor:Storage:DataDirectory", _dataDirectory);
             builder.UseSetting("Cortensor:Storage:Postgres:Schema", "health_" + Guid.NewGuid().ToString("N")[..8]);
             foreach (var (key, value) in _settings)
             {
                 builder.UseSetting(key, value);
             }
-
-            builder.ConfigureServices(services => services.Configure<DevelopmentBootstrapOptions>(o => o.Output = TextWriter.Null));
         }
 
         public override async ValueTask DisposeAsync()
