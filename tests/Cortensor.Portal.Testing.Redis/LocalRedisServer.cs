@@ -1,4 +1,5 @@
 using Garnet;
+using StackExchange.Redis;
 
 namespace Cortensor.Portal.Testing.Redis;
 
@@ -27,12 +28,16 @@ public static class LocalRedisServer
         return (connection, description);
     }
 
+    /// <summary>What the test log says of a configured server: never the password its connection string may hold.</summary>
+    public static string DescribeConfigured(string connectionString) =>
+        "REDIS_CONNECTION " + ConfigurationOptions.Parse(connectionString).ToString(includePassword: false);
+
     private static (string, string) StartServer()
     {
         var configured = Environment.GetEnvironmentVariable("REDIS_CONNECTION");
         if (!string.IsNullOrWhiteSpace(configured))
         {
-            return (configured, "REDIS_CONNECTION " + configured);
+            return (configured, DescribeConfigured(configured));
         }
 
         if (TestRedisServers.Choose() == TestRedisServerKind.RedisServer)

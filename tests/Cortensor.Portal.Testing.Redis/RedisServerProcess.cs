@@ -69,9 +69,6 @@ public sealed class RedisServerProcess : IDisposable
         ? $"Garnet {TestRedisServers.GarnetVersion} (own process, Lua in transaction mode) on 127.0.0.1:{Port}"
         : $"{_command[0]} on 127.0.0.1:{Port}";
 
-    /// <summary>Whether a server can be started: always, since Garnet needs nothing installed.</summary>
-    public static bool IsAvailable => true;
-
     /// <summary>Starts the server <see cref="TestRedisServers.Choose()"/> picks.</summary>
     public static RedisServerProcess StartNew() => StartNew(TestRedisServers.Choose());
 

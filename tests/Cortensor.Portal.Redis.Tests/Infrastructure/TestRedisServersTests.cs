@@ -26,6 +26,15 @@ public sealed class TestRedisServersTests : IClassFixture<RedisServerReport>, ID
         => Assert.Contains(message, Assert.Throws<InvalidOperationException>(() => TestRedisServers.Choose(forced, null)).Message, StringComparison.Ordinal);
 
     [Fact]
+    public void DescribeConfigured_NamesTheServer_NeverItsPassword()
+    {
+        var description = LocalRedisServer.DescribeConfigured("127.0.0.1:6390,password=hunter2-secret,allowAdmin=true");
+
+        Assert.Contains("127.0.0.1:6390", description, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2-secret", description, StringComparison.Ordinal);
+    }
+
+    [Fact]
     [SupportedOSPlatform("linux")] // like the servers these tests start
     public void FindOnPath_SearchesThePathsFolders_AndSkipsFilesThatDoNotRun()
     {
