@@ -45,8 +45,15 @@ public sealed class RouterOptions
     /// <summary>Router bearer key. Never sent to customers, never logged, never stored in the database.</summary>
     public string? ApiKey { get; set; }
 
-    /// <summary>Where the key is kept when the router comes from the database, for example <c>env:ROUTER_EU_1_KEY</c>.</summary>
+    /// <summary>
+    /// Where the key is kept instead of <see cref="ApiKey"/>: <c>env:NAME</c>, an environment variable of the portal's
+    /// process (for example <c>env:ROUTER_EU_1_KEY</c>), read on start and on every reload. The only form stored fleets
+    /// carry (<see cref="RouterKeyReference"/>); a key set in <see cref="ApiKey"/> wins over it.
+    /// </summary>
     public string? ApiKeyRef { get; set; }
+
+    /// <summary>The variable <see cref="ApiKey"/> was read from (<see cref="ApiKeyRef"/>), so messages name the right place.</summary>
+    internal string? ApiKeyVariable { get; set; }
 
     public RouterProtocol Protocol { get; set; } = RouterProtocol.Cortensor;
 

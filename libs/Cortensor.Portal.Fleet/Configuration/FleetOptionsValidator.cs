@@ -100,26 +100,49 @@ internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
     }
 
     // A key that cannot work fails on start, not as a 502 on every request that reaches the router.
+    // Key values are never echoed: should a rule ever match a real key, it must not end up in a log.
     private static void CheckApiKey(string id, RouterOptions router, List<string> failures)
     {
         var setting = $"{FleetOptions.SectionName}:Routers:{id}:ApiKey";
         var variable = $"Cortensor__Fleet__Routers__{id}__ApiKey";
+        var refSetting = $"{FleetOptions.SectionName}:Routers:{id}:ApiKeyRef";
+
+        string? refVariable = null;
+        if (!string.IsNullOrWhiteSpace(router.ApiKeyRef) && !RouterKeyReference.TryGetVariableName(router.ApiKeyRef, out refVariable))
+        {
+            // Secret-store references (vault:…) are not resolved: such a router would start and then fail every call.
+            failures.Add($"Router '{id}': {refSetting} must be {RouterKeyReference.EnvironmentPrefix}NAME, the environment variable that holds the router's key; no other kind of reference is resolved. Use {RouterKeyReference.EnvironmentPrefix}NAME, or set {setting} (environment variable {variable}) instead.");
+            return;
+        }
+
         if (!string.IsNullOrWhiteSpace(router.ApiKey))
         {
-            // The value is not echoed: should the rule ever match a real key, it must not end up in a log.
-            if (RouterKeyPlaceholders.IsPlaceholder(router.ApiKey))
+            if (RouterKeyPlaceholders.IsPlaceholder(router.ApiKey, router.Protocol))
             {
-                failures.Add($"Router '{id}': {setting} is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable {variable}, or remove the router.");
+                failures.Add(router.ApiKeyVariable is { } from
+                    ? $"Router '{id}': the environment variable {from} (named by {refSetting}) holds a placeholder, not a key. Set it to the router's real key, or remove the router."
+                    : $"Router '{id}': {setting} is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable {variable}, or remove the router.");
             }
 
             return;
         }
 
-        // Cortensor routers require a bearer key on every endpoint; OpenAI-compatible upstreams often run without one.
-        // A fleet loaded from a store carries ApiKeyRef instead of the key.
-        if (router.Protocol == RouterProtocol.Cortensor && router.Enabled && string.IsNullOrWhiteSpace(router.ApiKeyRef))
+        if (!router.Enabled)
         {
-            failures.Add($"Router '{id}' has no ApiKey, and Cortensor routers refuse calls without one. Set {setting} (environment variable {variable}) to the router's key.");
+            return;
+        }
+
+        // A reference says the router has a key; an unset variable would send none (a 401 from the router, a 502 here).
+        if (refVariable is not null)
+        {
+            failures.Add($"Router '{id}': {refSetting} names the environment variable {refVariable}, which is not set (or empty) for the portal. Set {refVariable} to the router's key, or set {setting} instead.");
+            return;
+        }
+
+        // Cortensor routers require a bearer key on every endpoint; OpenAI-compatible upstreams often run without one.
+        if (router.Protocol == RouterProtocol.Cortensor)
+        {
+            failures.Add($"Router '{id}' has no ApiKey, and Cortensor routers refuse calls without one. Set {setting} (environment variable {variable}) to the router's key, or {refSetting} to {RouterKeyReference.EnvironmentPrefix}NAME to read it from an environment variable.");
         }
     }
 

@@ -10,13 +10,23 @@ namespace Cortensor.Portal.Fleet.Configuration;
 /// The rule errs toward letting keys through: it matches whole words people type in place of a key, never parts of
 /// random strings, so a generated key (hex, base64, UUID) or a router's own default (<c>default-dev-token</c>) passes.
 /// Matching ignores case and every character that is not a letter or digit.
+/// <para>
+/// OpenAI-compatible upstreams get only the unmistakable forms (instructions and unfilled templates). A vLLM server
+/// started without <c>--api-key</c> accepts any key, and its documentation has clients send <c>EMPTY</c>; filler
+/// such as <c>none</c>, <c>empty</c>, <c>dummy</c> or <c>xxxx</c> is a working value there, not a mistake.
+/// </para>
 /// </remarks>
 internal static class RouterKeyPlaceholders
 {
-    // The whole key, once lowercased and stripped of separators.
-    private static readonly HashSet<string> Words = new(StringComparer.Ordinal)
+    // The whole key, once lowercased and stripped of separators: words that only an instruction is.
+    private static readonly HashSet<string> InstructionWords = new(StringComparer.Ordinal)
     {
         "todo", "tbd", "fixme", "placeholder", "changeme", "changeit", "changethis", "replaceme", "setme", "fillme",
+    };
+
+    // Words that stand in for a key, but that an upstream which ignores keys accepts (vLLM's documented "EMPTY").
+    private static readonly HashSet<string> FillerWords = new(StringComparer.Ordinal)
+    {
         "secret", "apikey", "routerkey", "key", "token", "password", "none", "null", "undefined", "empty", "redacted",
         "example", "sample", "dummy",
     };
@@ -28,7 +38,8 @@ internal static class RouterKeyPlaceholders
         "pasteyour", "addyour", "yourapikey", "yourkey", "yourrouterkey", "yoursecret", "yourtoken",
     ];
 
-    public static bool IsPlaceholder(string key)
+    /// <summary>True when <paramref name="key"/> is a placeholder for a router speaking <paramref name="protocol"/>.</summary>
+    public static bool IsPlaceholder(string key, RouterProtocol protocol)
     {
         ArgumentNullException.ThrowIfNull(key);
         var trimmed = key.Trim();
@@ -49,13 +60,14 @@ internal static class RouterKeyPlaceholders
 
         var normalized = Normalize(trimmed);
 
-        // Nothing but filler: "...", "***", "xxxx", "XXXX-XXXX-XXXX", "…".
-        if (normalized.Length == 0 || normalized.All(static c => c == 'x'))
+        // Cortensor routers check the key, so filler never works there: "...", "***", "xxxx", "XXXX-XXXX", "…", "none".
+        if (protocol == RouterProtocol.Cortensor
+            && (normalized.Length == 0 || normalized.All(static c => c == 'x') || FillerWords.Contains(normalized)))
         {
             return true;
         }
 
-        if (Words.Contains(normalized))
+        if (InstructionWords.Contains(normalized))
         {
             return true;
         }

@@ -24,7 +24,8 @@ public static class CortensorFleetServiceCollectionExtensions
     /// <c>fleet</c> readiness check (<see cref="FleetHealthCheck"/>).
     /// Options are validated on start: a fleet with no routers refuses to start unless
     /// <see cref="FleetOptions.UseSimulatedRouters"/> is set, which serves the simulated default catalog
-    /// (<see cref="FleetDefaults"/>) when nothing else is configured.
+    /// (<see cref="FleetDefaults"/>) when nothing else is configured. Router keys given as <c>env:NAME</c>
+    /// references (<see cref="RouterOptions.ApiKeyRef"/>) are read from the environment before validation.
     /// </summary>
     public static ICortensorFleetBuilder AddCortensorFleet(this IServiceCollection services)
     {
@@ -33,6 +34,7 @@ public static class CortensorFleetServiceCollectionExtensions
         services.AddOptions<FleetOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FleetOptions>, FleetOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<FleetOptions>, DefaultCatalogPostConfigure>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<FleetOptions>, RouterKeyReferencePostConfigure>(static _ => new RouterKeyReferencePostConfigure()));
 
         services.AddCortensorRouterClients();
         services.TryAddSingleton(TimeProvider.System);

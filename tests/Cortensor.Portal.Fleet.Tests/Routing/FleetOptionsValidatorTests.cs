@@ -156,8 +156,201 @@ public sealed class FleetOptionsValidatorTests
             Valid(o);
             o.Routers["u"].ApiKey = null; // OpenAI-compatible upstreams (vLLM, Ollama) often run without a key
             o.Routers["off"] = new RouterOptions { BaseUrl = new Uri("https://off.example"), Enabled = false };
-            o.Routers["stored"] = new RouterOptions { BaseUrl = new Uri("https://stored.example"), ApiKeyRef = "env:STORED_KEY" };
         }));
+    }
+
+    [Theory]
+    [InlineData("EMPTY")] // vLLM's documented key for a server started without --api-key
+    [InlineData("empty")]
+    [InlineData("none")]
+    [InlineData("null")]
+    [InlineData("dummy")]
+    [InlineData("xxxx")]
+    [InlineData("***")]
+    [InlineData("sk-no-key-required")]
+    public void Validate_FillerKeyOnOpenAICompatibleRouter_Passes(string key)
+    {
+        Assert.Null(Validate(o =>
+        {
+            Valid(o);
+            o.Routers["u"].ApiKey = key;
+        }));
+    }
+
+    [Theory]
+    [InlineData("EMPTY")]
+    [InlineData("none")]
+    [InlineData("dummy")]
+    [InlineData("xxxx")]
+    public void Validate_FillerKeyOnCortensorRouter_Fails(string key)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKey = key;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Equal("Router 'a': Cortensor:Fleet:Routers:a:ApiKey is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable Cortensor__Fleet__Routers__a__ApiKey, or remove the router.", Assert.Single(ex.Failures));
+    }
+
+    [Theory]
+    [InlineData("set-me-from-a-secret-store")]
+    [InlineData("set me")]
+    [InlineData("changeme")]
+    [InlineData("CHANGE_ME")]
+    [InlineData("<vllm key>")]
+    [InlineData("${VLLM_API_KEY}")]
+    [InlineData("{{vllm_api_key}}")]
+    [InlineData("your-api-key")]
+    [InlineData("paste-your-key-here")]
+    [InlineData("TODO")]
+    public void Validate_UnmistakablePlaceholderOnOpenAICompatibleRouter_Fails(string key)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["u"].ApiKey = key;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Equal("Router 'u': Cortensor:Fleet:Routers:u:ApiKey is a placeholder, not a key. Set the router's real key, preferably from a secret store or the environment variable Cortensor__Fleet__Routers__u__ApiKey, or remove the router.", Assert.Single(ex.Failures));
+    }
+
+    [Fact]
+    public void Validate_KeyReferenceToSetVariable_PassesAndTheRouterIsCalledWithThatKey()
+    {
+        using var variable = new TestVariable("7c1e0a9d-router-key\n");
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().Configure(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKey = null;
+            o.Routers["a"].ApiKeyRef = variable.Reference;
+        });
+        using var sp = services.BuildServiceProvider();
+
+        var options = sp.GetRequiredService<IOptions<FleetOptions>>().Value;
+        Assert.True(sp.GetRequiredService<Cortensor.Portal.Fleet.Routing.IRouterSelector>().TrySelect("p", out var target));
+
+        // The trailing newline a mounted secret file leaves is not part of the key.
+        Assert.Equal("7c1e0a9d-router-key", options.Routers["a"].ApiKey);
+        Assert.Equal("7c1e0a9d-router-key", target.ApiKey);
+    }
+
+    [Fact]
+    public void Validate_KeySetDirectlyAndByReference_TheDirectKeyWins()
+    {
+        using var variable = new TestVariable("from-the-environment-1");
+        var services = new ServiceCollection().AddLogging();
+        services.AddCortensorFleet().Configure(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKeyRef = variable.Reference;
+        });
+        using var sp = services.BuildServiceProvider();
+
+        Assert.Equal("3f9c2a7e-51b0-4d4e-9a63-0c1f8e2b7d55", sp.GetRequiredService<IOptions<FleetOptions>>().Value.Routers["a"].ApiKey);
+    }
+
+    [Theory]
+    [InlineData(RouterProtocol.Cortensor)]
+    [InlineData(RouterProtocol.OpenAICompatible)]
+    public void Validate_KeyReferenceToUnsetVariable_FailsNamingTheVariable(RouterProtocol protocol)
+    {
+        using var variable = new TestVariable(value: null);
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            var router = protocol == RouterProtocol.Cortensor ? o.Routers["a"] : o.Routers["u"];
+            router.ApiKey = null;
+            router.ApiKeyRef = variable.Reference;
+        });
+
+        var id = protocol == RouterProtocol.Cortensor ? "a" : "u";
+        Assert.NotNull(ex);
+        Assert.Equal(
+            $"Router '{id}': Cortensor:Fleet:Routers:{id}:ApiKeyRef names the environment variable {variable.Name}, which is not set (or empty) for the portal. Set {variable.Name} to the router's key, or set Cortensor:Fleet:Routers:{id}:ApiKey instead.",
+            Assert.Single(ex.Failures));
+    }
+
+    [Fact]
+    public void Validate_KeyReferenceToBlankVariable_Fails()
+    {
+        using var variable = new TestVariable("   ");
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKey = null;
+            o.Routers["a"].ApiKeyRef = variable.Reference;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Contains($"names the environment variable {variable.Name}, which is not set", Assert.Single(ex.Failures), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_KeyReferenceOnDisabledRouterToUnsetVariable_Passes()
+    {
+        using var variable = new TestVariable(value: null);
+        Assert.Null(Validate(o =>
+        {
+            Valid(o);
+            o.Routers["off"] = new RouterOptions { BaseUrl = new Uri("https://off.example"), Enabled = false, ApiKeyRef = variable.Reference };
+        }));
+    }
+
+    [Fact]
+    public void Validate_KeyReferenceToPlaceholder_FailsNamingTheVariableNotTheValue()
+    {
+        using var variable = new TestVariable("set-me-from-a-secret-store");
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKey = null;
+            o.Routers["a"].ApiKeyRef = variable.Reference;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Equal(
+            $"Router 'a': the environment variable {variable.Name} (named by Cortensor:Fleet:Routers:a:ApiKeyRef) holds a placeholder, not a key. Set it to the router's real key, or remove the router.",
+            Assert.Single(ex.Failures));
+    }
+
+    [Theory]
+    [InlineData("vault:fleet/router-a")]
+    [InlineData("ENV:ROUTER_KEY")]
+    [InlineData("env:")]
+    [InlineData("env:ROUTER KEY")]
+    [InlineData("ROUTER_KEY")]
+    public void Validate_KeyReferenceThatIsNotEnv_FailsEvenWithAKey(string reference)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Routers["a"].ApiKeyRef = reference;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Equal(
+            "Router 'a': Cortensor:Fleet:Routers:a:ApiKeyRef must be env:NAME, the environment variable that holds the router's key; no other kind of reference is resolved. Use env:NAME, or set Cortensor:Fleet:Routers:a:ApiKey (environment variable Cortensor__Fleet__Routers__a__ApiKey) instead.",
+            Assert.Single(ex.Failures));
+    }
+
+    /// <summary>An environment variable with a name no other test uses, removed again on dispose.</summary>
+    private sealed class TestVariable : IDisposable
+    {
+        public TestVariable(string? value)
+        {
+            Name = "PORTAL_TEST_ROUTER_KEY_" + Guid.NewGuid().ToString("N");
+            Environment.SetEnvironmentVariable(Name, value);
+        }
+
+        public string Name { get; }
+
+        public string Reference => "env:" + Name;
+
+        public void Dispose() => Environment.SetEnvironmentVariable(Name, null);
     }
 
     [Fact]
