@@ -61,6 +61,9 @@ public interface IPoolRoutability
 {
     /// <summary>Members of <paramref name="pool"/> that could serve a request now; 0 for an unknown or disabled pool.</summary>
     int CountRoutableMembers(string pool);
+
+    /// <summary>How many of those members are simulated routers (canned answers from the built-in simulator).</summary>
+    int CountSimulatedRoutableMembers(string pool);
 }
 
 /// <summary>
@@ -129,6 +132,25 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         foreach (var member in state.Members)
         {
             if (IsRoutable(member))
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
+    public int CountSimulatedRoutableMembers(string pool)
+    {
+        if (!_snapshot.Pools.TryGetValue(pool, out var state))
+        {
+            return 0;
+        }
+
+        var count = 0;
+        foreach (var member in state.Members)
+        {
+            if (member.Router.Simulated && IsRoutable(member))
             {
                 count++;
             }

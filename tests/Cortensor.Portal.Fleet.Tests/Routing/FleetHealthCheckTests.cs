@@ -2,6 +2,8 @@ using Cortensor.Portal.Fleet.Configuration;
 using Cortensor.Portal.Fleet.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Internal;
 
 namespace Cortensor.Portal.Fleet.Tests.Routing;
 
@@ -14,6 +16,24 @@ public sealed class FleetHealthCheckTests
         services.AddCortensorFleet().Configure(configure);
         services.AddHealthChecks(); // the service that runs registered checks (AddCortensorGateway adds it in a host)
         return services.BuildServiceProvider();
+    }
+
+    private static ServiceProvider BuildInEnvironment(string environmentName, Action<FleetOptions> configure)
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddSingleton<IHostEnvironment>(new HostingEnvironment { EnvironmentName = environmentName });
+        services.AddCortensorFleet().Configure(configure);
+        services.AddHealthChecks();
+        return services.BuildServiceProvider();
+    }
+
+    // What the host does on start: the simulator host starts one loopback simulator per simulated router.
+    private static async Task StartSimulatorsAsync(ServiceProvider sp)
+    {
+        foreach (var hosted in sp.GetServices<IHostedService>())
+        {
+            await hosted.StartAsync(CancellationToken.None);
+        }
     }
 
     private static void TwoModels(FleetOptions o)
@@ -110,6 +130,69 @@ public sealed class FleetHealthCheckTests
         Assert.Equal("no router can serve model(s): gamma", entry.Description);
         Assert.Equal(0, sp.GetRequiredService<IPoolRoutability>().CountRoutableMembers("pool-sim"));
         Assert.Equal(1, sp.GetRequiredService<IPoolRoutability>().CountRoutableMembers("pool-a"));
+    }
+
+    [Theory]
+    [InlineData("Production")]
+    [InlineData("Staging")]
+    public async Task Check_SimulatedRoutersRunningOutsideDevelopment_DegradedNamingTheSetting(string environmentName)
+    {
+        await using var sp = BuildInEnvironment(environmentName, o => o.UseSimulatedRouters = true);
+        await StartSimulatorsAsync(sp);
+
+        var entry = await RunAsync(sp);
+
+        // Every model is routable, but only to canned answers: ready would hide an outage that looks like success.
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal(
+            "routers are simulated (Cortensor:Fleet:UseSimulatedRouters), canned answers for model(s): gemma-4-26b, gpt-oss-120b, gpt-oss-20b, qwen-3.5-9b",
+            entry.Description);
+        Assert.DoesNotContain("127.0.0.1", entry.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_SimulatedRoutersRunningInDevelopment_Healthy()
+    {
+        await using var sp = BuildInEnvironment(Environments.Development, o => o.UseSimulatedRouters = true);
+        await StartSimulatorsAsync(sp);
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Healthy, entry.Status);
+    }
+
+    [Fact]
+    public async Task Check_OneSimulatedRouterBesideRealOnesInProduction_DegradedNamingOnlyItsModel()
+    {
+        await using var sp = BuildInEnvironment(Environments.Production, o =>
+        {
+            TwoModels(o);
+            o.Routers["sim"] = new RouterOptions { Simulated = true };
+            o.Pools["pool-sim"] = new PoolOptions { Members = [new PoolMemberOptions { Router = "sim", SessionId = 3 }] };
+            o.Models["gamma"] = new ModelOptions { Pool = "pool-sim" };
+            o.Routers["router-b"].Enabled = false;
+        });
+        await StartSimulatorsAsync(sp);
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal(
+            "no router can serve model(s): beta; routers are simulated (Cortensor:Fleet:UseSimulatedRouters), canned answers for model(s): gamma",
+            entry.Description);
+        Assert.Equal(1, sp.GetRequiredService<IPoolRoutability>().CountSimulatedRoutableMembers("pool-sim"));
+        Assert.Equal(0, sp.GetRequiredService<IPoolRoutability>().CountSimulatedRoutableMembers("pool-a"));
+    }
+
+    [Fact]
+    public async Task Check_RealRoutersOnlyInProduction_Healthy()
+    {
+        await using var sp = BuildInEnvironment(Environments.Production, TwoModels);
+        await StartSimulatorsAsync(sp);
+
+        var entry = await RunAsync(sp);
+
+        Assert.Equal(HealthStatus.Healthy, entry.Status);
     }
 
     [Fact]
