@@ -228,7 +228,8 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
 
     /// <exception cref="ArgumentException">
     /// The id or <see cref="RouterOptions.ApiVersion"/> is empty, the router has no absolute
-    /// <see cref="RouterOptions.BaseUrl"/>, or it is <see cref="RouterOptions.Simulated"/>.
+    /// <see cref="RouterOptions.BaseUrl"/>, it is <see cref="RouterOptions.Simulated"/>, or its
+    /// <see cref="RouterOptions.ApiKeyRef"/> is not <c>env:NAME</c> (<see cref="RouterKeyReference"/>).
     /// </exception>
     public async Task SaveRouterAsync(string routerId, RouterOptions router, CancellationToken cancellationToken = default)
     {
@@ -242,6 +243,12 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
         if (router.BaseUrl is not { IsAbsoluteUri: true } baseUrl)
         {
             throw new ArgumentException($"Router '{routerId}' needs an absolute BaseUrl to be stored (simulated routers live in configuration only).", nameof(router));
+        }
+
+        // Only references the fleet resolves: anything else would load as a router that cannot start.
+        if (router.ApiKeyRef is not null && !RouterKeyReference.IsSupported(router.ApiKeyRef))
+        {
+            throw new ArgumentException($"Router '{routerId}': ApiKeyRef must be {RouterKeyReference.EnvironmentPrefix}NAME, the environment variable that holds the router's key.", nameof(router));
         }
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));

@@ -127,7 +127,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         return options;
     }
 
-    /// <exception cref="ArgumentException">The id is empty, or the router has no absolute <see cref="RouterOptions.BaseUrl"/>.</exception>
+    /// <exception cref="ArgumentException">The id is empty, the router has no absolute <see cref="RouterOptions.BaseUrl"/>, or its <see cref="RouterOptions.ApiKeyRef"/> is not <c>env:NAME</c> (<see cref="RouterKeyReference"/>).</exception>
     public async Task SaveRouterAsync(string routerId, RouterOptions router, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(routerId);
@@ -140,6 +140,12 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         if (router.BaseUrl is not { IsAbsoluteUri: true } baseUrl)
         {
             throw new ArgumentException($"Router '{routerId}' needs an absolute BaseUrl to be stored (simulated routers live in configuration only).", nameof(router));
+        }
+
+        // Only references the fleet resolves: anything else would load as a router that cannot start.
+        if (router.ApiKeyRef is not null && !RouterKeyReference.IsSupported(router.ApiKeyRef))
+        {
+            throw new ArgumentException($"Router '{routerId}': ApiKeyRef must be {RouterKeyReference.EnvironmentPrefix}NAME, the environment variable that holds the router's key.", nameof(router));
         }
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));

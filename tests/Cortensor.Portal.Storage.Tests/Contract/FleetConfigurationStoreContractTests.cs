@@ -18,7 +18,9 @@ namespace Cortensor.Portal.Storage.Tests.Contract;
 /// <item>Member order is kept. Every pool and model field round-trips, including <see cref="PoolOptions.Defaults"/>,
 /// <see cref="ModelOptions.OwnedBy"/> and <see cref="ModelOptions.Created"/>.</item>
 /// <item>Loaded dictionaries compare keys case-insensitively, as <see cref="FleetOptions"/> does, and what is loaded
-/// from consistent data passes the fleet's own validation.</item>
+/// from consistent data passes the fleet's own validation once the variables its key references name are set.</item>
+/// <item>A <see cref="RouterOptions.ApiKeyRef"/> other than <c>env:NAME</c> (<see cref="RouterKeyReference"/>) is
+/// refused with <see cref="ArgumentException"/>: the fleet could not resolve it on start.</item>
 /// </list>
 /// </remarks>
 public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContractTests
@@ -43,6 +45,21 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         await Assert.ThrowsAsync<ArgumentException>(() => store.Fleet.SaveRouterAsync(
             "sim", new RouterOptions { Simulated = true, BaseUrl = new Uri("http://127.0.0.1:5010") }));
 
+        Assert.Empty((await store.Fleet.LoadAsync()).Routers);
+    }
+
+    [Theory]
+    [InlineData("vault:fleet/router-1")]
+    [InlineData("ROUTER_1_KEY")]
+    [InlineData("env:")]
+    public async Task SaveRouter_KeyReferenceTheFleetCannotResolve_IsRefusedAndNothingStored(string reference)
+    {
+        await using var store = await CreateAsync();
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => store.Fleet.SaveRouterAsync(
+            "router-1", NewRouter("http://10.0.0.5:5010", reference)));
+
+        Assert.Contains("env:NAME", ex.Message, StringComparison.Ordinal);
         Assert.Empty((await store.Fleet.LoadAsync()).Routers);
     }
 
@@ -274,12 +291,16 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
     public async Task Load_RoundTripsWholeFleet_AndPassesValidation()
     {
         await using var store = await CreateAsync();
+        // Variable names of this run only: the environment is shared by tests running in parallel.
+        var euVariable = "PORTAL_TEST_ROUTER_EU_1_KEY_" + Guid.NewGuid().ToString("N");
+        var usVariable = "PORTAL_TEST_ROUTER_US_1_KEY_" + Guid.NewGuid().ToString("N");
+        var vllmVariable = "PORTAL_TEST_ROUTER_VLLM_KEY_" + Guid.NewGuid().ToString("N");
         var saved = new FleetOptions();
-        saved.Routers["router-eu-1"] = NewRouter("http://10.0.0.5:5010", "env:ROUTER_EU_1_KEY");
+        saved.Routers["router-eu-1"] = NewRouter("http://10.0.0.5:5010", "env:" + euVariable);
         saved.Routers["router-eu-1"].ApiKey = "never-stored";
         // A Cortensor router needs its key: stored routers carry a reference to it (validation refuses one with neither).
-        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2", ApiKeyRef = "env:ROUTER_US_1_KEY" };
-        saved.Routers["router-vllm"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.9:8000"), Protocol = RouterProtocol.OpenAICompatible, ApiKeyRef = "vault:fleet/vllm" };
+        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2", ApiKeyRef = "env:" + usVariable };
+        saved.Routers["router-vllm"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.9:8000"), Protocol = RouterProtocol.OpenAICompatible, ApiKeyRef = "env:" + vllmVariable };
         saved.Pools["pool-llama"] = NewPool(("router-eu-1", 11), ("router-us-1", 12));
         saved.Pools["pool-llama"].Defaults = new SamplingDefaults { MaxTokens = 2048, Temperature = 0.2 };
         saved.Pools["pool-vllm"] = new PoolOptions
@@ -313,7 +334,22 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         var loaded = await store.Fleet.LoadAsync();
 
         AssertSameFleet(saved, loaded);
-        AssertPassesFleetValidation(loaded);
+        Environment.SetEnvironmentVariable(euVariable, "eu-1-key-from-the-environment");
+        Environment.SetEnvironmentVariable(usVariable, "us-1-key-from-the-environment");
+        Environment.SetEnvironmentVariable(vllmVariable, "EMPTY"); // vLLM without --api-key takes any key
+        try
+        {
+            var started = AssertPassesFleetValidation(loaded);
+            Assert.Equal("eu-1-key-from-the-environment", started.Routers["router-eu-1"].ApiKey);
+            Assert.Equal("us-1-key-from-the-environment", started.Routers["router-us-1"].ApiKey);
+            Assert.Equal("EMPTY", started.Routers["router-vllm"].ApiKey);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(euVariable, null);
+            Environment.SetEnvironmentVariable(usVariable, null);
+            Environment.SetEnvironmentVariable(vllmVariable, null);
+        }
     }
 
     // ---------------------------------------------------------------- helpers
@@ -333,18 +369,30 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         Members = [.. members.Select(m => new PoolMemberOptions { Router = m.Router, SessionId = m.SessionId })],
     };
 
-    /// <summary>Runs the validators the fleet registers (<c>AddCortensorFleet</c>) over <paramref name="options"/>.</summary>
-    protected static void AssertPassesFleetValidation(FleetOptions options)
+    /// <summary>
+    /// Starts the fleet's options pipeline (<c>AddCortensorFleet</c>: key references resolved, then every validator)
+    /// on <paramref name="options"/>, as a host that loads the stored fleet would, and returns what it produced.
+    /// </summary>
+    protected static FleetOptions AssertPassesFleetValidation(FleetOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var services = new ServiceCollection();
-        services.AddCortensorFleet();
-        using var provider = services.BuildServiceProvider();
-        var validators = provider.GetServices<IValidateOptions<FleetOptions>>().ToList();
-        Assert.NotEmpty(validators);
-        foreach (var validator in validators)
+        services.AddCortensorFleet().Configure(o =>
         {
-            var result = validator.Validate(Options.DefaultName, options);
-            Assert.False(result.Failed, result.FailureMessage);
+            o.Routers = options.Routers;
+            o.Pools = options.Pools;
+            o.Models = options.Models;
+        });
+        using var provider = services.BuildServiceProvider();
+        Assert.NotEmpty(provider.GetServices<IValidateOptions<FleetOptions>>());
+        try
+        {
+            return provider.GetRequiredService<IOptions<FleetOptions>>().Value;
+        }
+        catch (OptionsValidationException ex)
+        {
+            Assert.Fail(ex.Message);
+            throw;
         }
     }
 
