@@ -213,7 +213,7 @@ public sealed class OpenAISdkTests(PortalFixture portal)
     }
 
     [Fact]
-    public async Task Health_DefaultHost_ReadyWithStoreFleetAndUsageWriterChecks_LiveOk()
+    public async Task Health_DefaultHost_ReadyWithStoreFleetAndUsageWriterChecks_FleetDegradedBySimulatedRouters_LiveOk()
     {
         using var ready = await portal.Http.GetAsync("/health");
         var body = await ready.Content.ReadAsStringAsync();
@@ -225,7 +225,12 @@ public sealed class OpenAISdkTests(PortalFixture portal)
             .ToDictionary(c => c.GetProperty("name").GetString()!, c => c.GetProperty("status").GetString());
         Assert.Equal(["fleet", "sqlite", "usage-writer"], checks.Keys.Order(StringComparer.Ordinal));
         Assert.Equal("healthy", checks["sqlite"]);
-        Assert.Equal("healthy", checks["fleet"]); // every simulated router has started, the upstream is configured
+        // Every model is routable, but this Production host chose simulated routers: ready, yet flagged as canned.
+        Assert.Equal("degraded", checks["fleet"]);
+        var fleetReason = doc.RootElement.GetProperty("checks").EnumerateArray()
+            .Single(c => c.GetProperty("name").GetString() == "fleet").GetProperty("reason").GetString();
+        Assert.StartsWith("routers are simulated (Cortensor:Fleet:UseSimulatedRouters), canned answers for model(s): gemma-4-26b, ", fleetReason, StringComparison.Ordinal);
+        Assert.DoesNotContain("m-upstream", fleetReason, StringComparison.Ordinal); // served by a real upstream
         Assert.DoesNotContain(portal.Upstream.BaseUrl.Authority, body, StringComparison.Ordinal);
         Assert.Equal(System.Net.HttpStatusCode.OK, live.StatusCode);
     }
