@@ -2,6 +2,7 @@ using System.Globalization;
 using Cortensor.Portal.Storage.Sqlite.Database;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using SQLitePCL;
 
 namespace Cortensor.Portal.Storage.Sqlite.Health;
 
@@ -18,17 +19,24 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
     /// <summary>How long the read may take before the store counts as down.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
 
+    /// <summary>The last read started by <see cref="CheckHealthAsync"/>, so tests can see that a timed-out read was stopped.</summary>
+    internal Task? LastRead { get; private set; }
+
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(context);
+        using var deadline = new CancellationTokenSource(Timeout, timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         try
         {
-            // Microsoft.Data.Sqlite runs synchronously, so the read runs on the pool and only the wait is bounded.
-            await Task.Run(() => ReadSchemaVersionAsync(cancellationToken), cancellationToken)
-                .WaitAsync(Timeout, timeProvider, cancellationToken).ConfigureAwait(false);
+            // Microsoft.Data.Sqlite runs synchronously, so the read runs on the pool; the deadline stops the read itself
+            // (ReadSchemaVersionAsync interrupts it) and WaitAsync bounds the wait should a read still not stop.
+            var read = Task.Run(() => ReadSchemaVersionAsync(database, linked.Token), linked.Token);
+            LastRead = read;
+            await read.WaitAsync(Timeout, timeProvider, cancellationToken).ConfigureAwait(false);
             return HealthCheckResult.Healthy();
         }
-        catch (TimeoutException ex)
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && (ex is TimeoutException || deadline.IsCancellationRequested))
         {
             return new HealthCheckResult(context.Registration.FailureStatus, $"SQLite did not answer within {Timeout.TotalSeconds:0} s", ex);
         }
@@ -39,13 +47,26 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
         }
     }
 
-    private async Task ReadSchemaVersionAsync(CancellationToken cancellationToken)
+    private static async Task ReadSchemaVersionAsync(SqliteDatabase database, CancellationToken cancellationToken)
     {
         var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
+            // Microsoft.Data.Sqlite looks at the token only before it starts, so the deadline has to reach SQLite itself:
+            // - a read waiting on another connection's lock waits busy_timeout (5 s for the store's own operations), then
+            //   Microsoft.Data.Sqlite retries until CommandTimeout (30 s): both are cut to the check's timeout here
+            //   (OpenConnectionAsync sets busy_timeout again on the next use of this pooled connection);
+            // - a statement that is running is stopped by sqlite3_interrupt when the token fires (that does not end a
+            //   busy wait, hence the above). The registration is disposed, waiting for a running callback, before the
+            //   connection goes back to the pool, so it never interrupts another operation's statement.
+            var waitMilliseconds = (int)Timeout.TotalMilliseconds;
+            SqliteException.ThrowExceptionForRC(raw.sqlite3_busy_timeout(connection.Handle, waitMilliseconds), connection.Handle);
+            using var interrupt = cancellationToken.UnsafeRegister(
+                static state => raw.sqlite3_interrupt(((SqliteConnection)state!).Handle),
+                connection);
             using var command = connection.CreateCommand();
             command.CommandText = "SELECT max(version) FROM schema_version";
+            command.CommandTimeout = (int)Math.Ceiling(Timeout.TotalSeconds);
             await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
         }
     }
