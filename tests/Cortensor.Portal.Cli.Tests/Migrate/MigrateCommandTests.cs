@@ -187,6 +187,28 @@ public sealed class MigrateCommandTests
         }
     }
 
+    [Theory]
+    [InlineData("--status")]
+    [InlineData("--check")]
+    public async Task StatusOrCheck_MistypedPathHoldingAVariablesPassword_ErrorLineIsMasked(string mode)
+    {
+        // The "no SQLite database at '…'" line quotes the path: it too goes through the masking, like every line.
+        var path = Path.Combine(Path.GetDirectoryName(NewSqlitePath())!, Secret, "portal.db");
+        try
+        {
+            var result = await RunAsync($"migrate --sqlite {path} {mode}", new Dictionary<string, string> { ["PORTAL_POSTGRES"] = ConnectionWithPassword });
+
+            Assert.Equal(2, result.Exit);
+            Assert.Contains("no SQLite database at", result.Error, StringComparison.Ordinal);
+            Assert.Contains($"{Path.DirectorySeparatorChar}***{Path.DirectorySeparatorChar}portal.db", result.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain(Secret, result.All, StringComparison.Ordinal);
+        }
+        finally
+        {
+            DeleteSqliteFolder(path);
+        }
+    }
+
     [Fact]
     public async Task Migrate_NoDatabaseGiven_IsAUsageErrorNamingTheVariables()
     {

@@ -97,11 +97,11 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
                 }
                 catch (PostgresStorageException ex) when (ex.Error == PostgresStorageError.SchemaNewerThanCode)
                 {
-                    await _error.WriteLineAsync("migrate failed: " + OneLine(ex.Message));
+                    await WriteErrorAsync("migrate failed: " + OneLine(ex.Message));
                     return MigrateExitCodes.Newer;
                 }
 
-                await _output.WriteLineAsync($"{label}: version {result.PreviousVersion} -> {result.CurrentVersion}"
+                await WriteOutputAsync($"{label}: version {result.PreviousVersion} -> {result.CurrentVersion}"
                     + (result.Applied.Count == 0 ? " (up to date)" : $" (applied {string.Join(", ", result.Applied)})"));
                 return MigrateExitCodes.Ok;
             }
@@ -133,7 +133,7 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
                 // Opening would create the file (and its folder): a mistyped path must fail, not leave an empty database.
                 if (!File.Exists(database.DatabasePath))
                 {
-                    await _error.WriteLineAsync(
+                    await WriteErrorAsync(
                         $"migrate failed: there is no SQLite database at '{database.DatabasePath}'{FromSuffix(target)}; nothing was created. Check the path (migrate without --status or --check creates a new database).");
                     return MigrateExitCodes.DatabaseError;
                 }
@@ -148,12 +148,12 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
             }
             catch (SqliteSchemaVersionException ex) when (ex.DatabaseVersion > ex.CodeVersion)
             {
-                await _error.WriteLineAsync("migrate failed: " + OneLine(ex.Message));
+                await WriteErrorAsync("migrate failed: " + OneLine(ex.Message));
                 return MigrateExitCodes.Newer;
             }
 
             var after = await migrator.GetSchemaVersionAsync(cancellationToken);
-            await _output.WriteLineAsync($"{label}: version {before} -> {after}" + (before == after ? " (up to date)" : ""));
+            await WriteOutputAsync($"{label}: version {before} -> {after}" + (before == after ? " (up to date)" : ""));
             return MigrateExitCodes.Ok;
         }
         finally
@@ -168,17 +168,17 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
         var state = version == latest ? string.Empty
             : version < latest ? $" ({latest - version} pending)"
             : " (newer than this version)";
-        await _output.WriteLineAsync($"{label}: version {version}, latest {latest}{state}");
+        await WriteOutputAsync($"{label}: version {version}, latest {latest}{state}");
         if (version > latest)
         {
-            await _error.WriteLineAsync(
+            await WriteErrorAsync(
                 $"migrate failed: the database is at schema version {version}, newer than version {latest}, the highest this version of Cortensor Portal knows. Run the newer release, or restore a backup taken before the upgrade.");
             return MigrateExitCodes.Newer;
         }
 
         if (version < latest && mode == Mode.Check)
         {
-            await _error.WriteLineAsync($"migrate --check: {latest - version} migration(s) pending; run 'cortensor-portal migrate' with the same database to apply them.");
+            await WriteErrorAsync($"migrate --check: {latest - version} migration(s) pending; run 'cortensor-portal migrate' with the same database to apply them.");
             return MigrateExitCodes.Behind;
         }
 
@@ -187,7 +187,7 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
 
     private async Task<int> UsageErrorAsync(string message)
     {
-        await _error.WriteLineAsync("migrate: " + OneLine(_secrets.Apply(message)));
+        await WriteErrorAsync("migrate: " + OneLine(message));
         return MigrateExitCodes.UsageError;
     }
 
@@ -197,14 +197,20 @@ internal sealed class MigrateAction(MigrateCommandDefinition definition, ParseRe
         var known = exception is PostgresStorageException or SqliteStorageException;
         var message = known ? exception.Message : $"{exception.GetType().Name}: {exception.Message}";
         var verbose = parseResult.GetValue(definition.Verbose);
-        await _error.WriteLineAsync("migrate failed: " + OneLine(_secrets.Apply(message)) + (verbose || known ? string.Empty : " (--verbose shows details)"));
+        await WriteErrorAsync("migrate failed: " + OneLine(message) + (verbose || known ? string.Empty : " (--verbose shows details)"));
         if (verbose)
         {
-            await _error.WriteLineAsync(_secrets.Apply(exception.ToString()));
+            await WriteErrorAsync(exception.ToString());
         }
 
         return MigrateExitCodes.DatabaseError;
     }
+
+    // Every line migrate prints goes through these two, so none can skip the masking (paths, driver messages and labels
+    // all come from input that may hold a password).
+    private Task WriteOutputAsync(string line) => _output.WriteLineAsync(_secrets.Apply(line));
+
+    private Task WriteErrorAsync(string line) => _error.WriteLineAsync(_secrets.Apply(line));
 
     private static string FromSuffix(MigrateTarget target) =>
         target.Source.StartsWith("--", StringComparison.Ordinal) ? string.Empty : $" (from {target.Source})";
