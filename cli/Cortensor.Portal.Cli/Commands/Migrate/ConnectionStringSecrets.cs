@@ -77,7 +77,7 @@ internal sealed partial class ConnectionStringSecrets
         }
     }
 
-    /// <summary>Returns <paramref name="text"/> with every remembered secret replaced by <see cref="Mask"/>.</summary>
+    /// <summary>Returns <paramref name="text"/> with every secret replaced by <see cref="Mask"/>, by the rules in the remarks.</summary>
     public string Apply(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
