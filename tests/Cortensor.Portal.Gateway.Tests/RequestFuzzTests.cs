@@ -331,4 +331,47 @@ public sealed class RequestFuzzTests : GatewayTestBase
             iter: UnitIterations,
             print: Show);
     }
+
+    /// <summary>
+    /// What the OpenAI SDKs send: System.Text.Json's default encoder (the .NET SDK) escapes non-ASCII and
+    /// <c>'&lt;&gt;&amp;+</c>, Python's <c>ensure_ascii</c> escapes all non-ASCII. Those escapes can never be invalid,
+    /// so such bodies must pass on the fast path, without a second parse.
+    /// </summary>
+    [Theory]
+    [InlineData(@"It\u0027s \u003Cb\u003Ecaf\u00E9\u003C/b\u003E \u0026 1\u002B1")]
+    [InlineData(@"\u65e5\u672c\u8a9e \u00fc\u00f1\u00ee \u20ac\ufffd\ud7ff\ue000")]
+    [InlineData(@"C:\\users\\u\u00e9")]
+    public void JsonTextCheck_EscapesOtherThanSurrogates_StayOnTheFastPath(string escaped)
+    {
+        var json = Encoding.UTF8.GetBytes("{\"model\":\"m1\",\"messages\":[{\"role\":\"user\",\"content\":\"" + escaped + "\"}]}");
+
+        Assert.False(JsonTextCheck.NeedsWalk(json));
+        Assert.False(JsonTextCheck.HasInvalidString(json, out _));
+    }
+
+    [Fact]
+    public void JsonTextCheck_TheDotNetSdksEncoding_StaysOnTheFastPath()
+    {
+        // The OpenAI .NET SDK writes with System.Text.Json's default encoder, as this does.
+        var json = JsonSerializer.SerializeToUtf8Bytes(new { model = "m1", content = "It's <b>café</b> & 1+1, 日本語 €" });
+
+        Assert.True(json.AsSpan().IndexOf(@"\u"u8) >= 0, "the encoder escaped nothing; the case proves nothing");
+        Assert.False(JsonTextCheck.NeedsWalk(json));
+    }
+
+    [Theory]
+    [InlineData(@"\ud800", false)]
+    [InlineData(@"a\uDFFFb", false)]
+    [InlineData(@"\uD83D\u0041", false)]
+    [InlineData(@"\udbff", false)]
+    [InlineData(@"\ud83d\ude00", true)]
+    [InlineData(@"\\ud800", true)]
+    public void JsonTextCheck_PossibleSurrogateEscapes_AreWalked(string escaped, bool valid)
+    {
+        var json = Encoding.UTF8.GetBytes("{\"m\":[{\"content\":\"" + escaped + "\"}]}");
+
+        Assert.True(JsonTextCheck.NeedsWalk(json));
+        Assert.Equal(!valid, JsonTextCheck.HasInvalidString(json, out var param));
+        Assert.Equal(valid ? null : "m[0].content", param);
+    }
 }

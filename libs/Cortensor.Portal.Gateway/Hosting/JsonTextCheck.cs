@@ -18,6 +18,9 @@ internal static class JsonTextCheck
 
     private static readonly SearchValues<byte> Hex = SearchValues.Create("0123456789abcdefABCDEF"u8);
 
+    /// <summary>The second hex digit of a surrogate code unit: <c>D8</c>–<c>DF</c>.</summary>
+    private static readonly SearchValues<byte> SurrogateSecondDigit = SearchValues.Create("89abcdefABCDEF"u8);
+
     /// <summary>
     /// True when some string is invalid; <paramref name="param"/> is its path (<c>messages[0].content</c>), or null
     /// at the root. A body that is not well-formed JSON is left to the deserializer, which names the place.
@@ -25,14 +28,38 @@ internal static class JsonTextCheck
     public static bool HasInvalidString(ReadOnlySpan<byte> json, out string? param)
     {
         param = null;
-        // The common case costs two vectorised scans: all bytes are UTF-8 and no \u escape exists, so no string can
-        // be invalid. Only otherwise is the document walked.
-        if (Utf8.IsValid(json) && json.IndexOf("\\u"u8) < 0)
+        return NeedsWalk(json) && Walk(json, out param);
+    }
+
+    /// <summary>
+    /// False when no string can be invalid: every byte is UTF-8 and no <c>\u</c> escape names a surrogate half
+    /// (<c>\uD800</c>–<c>\uDFFF</c>). Clients escape other characters all the time (the OpenAI .NET SDK escapes
+    /// non-ASCII and <c>'&lt;&gt;&amp;+</c>, Python's <c>ensure_ascii</c> all non-ASCII), and those escapes are always
+    /// valid, so only a possible surrogate escape costs a walk. An escaped backslash followed by <c>ud8…</c> also
+    /// matches; the walk then finds it valid.
+    /// </summary>
+    internal static bool NeedsWalk(ReadOnlySpan<byte> json)
+    {
+        if (!Utf8.IsValid(json))
         {
-            return false;
+            return true;
         }
 
-        return Walk(json, out param);
+        for (var at = json.IndexOf("\\u"u8); at >= 0; at = NextEscape(json, at))
+        {
+            if (at + 3 < json.Length && (json[at + 2] | 0x20) == 'd' && SurrogateSecondDigit.Contains(json[at + 3]))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static int NextEscape(ReadOnlySpan<byte> json, int previous)
+    {
+        var next = json[(previous + 2)..].IndexOf("\\u"u8);
+        return next < 0 ? -1 : previous + 2 + next;
     }
 
     private static bool Walk(ReadOnlySpan<byte> json, out string? param)
