@@ -36,9 +36,9 @@ internal sealed partial class GatewayEndpointFilter(
         catch (GatewayException ex)
         {
             GatewayRequestState.Of(context).ErrorCode = ex.Error.Code ?? ex.Error.Type;
-            await ErrorWriter.WriteAsync(context, ex.Error);
+            await WriteErrorAsync(context, ex.Error);
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException ex) when (ex is ClientClosedException || context.RequestAborted.IsCancellationRequested)
         {
             // The client disconnected; the router call was cancelled with it. 499 in logs and usage, as nginx does
             // (a started stream already sent its 200, so only our records say 499).
@@ -52,7 +52,7 @@ internal sealed partial class GatewayEndpointFilter(
         {
             Log.Unhandled(logger, requestId, ex);
             GatewayRequestState.Of(context).ErrorCode = "server_error";
-            await ErrorWriter.WriteAsync(context, GatewayError.Internal());
+            await WriteErrorAsync(context, GatewayError.Internal());
         }
 
         var elapsed = time.GetElapsedTime(start);
@@ -72,6 +72,23 @@ internal sealed partial class GatewayEndpointFilter(
         telemetry.RecordRequest(model, status, elapsed);
         Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, status, elapsed.TotalMilliseconds);
         return null;
+    }
+
+    /// <summary>
+    /// An answer to a client that is already gone (its stream reset, its connection dropped, as when Kestrel drops an
+    /// HTTP/2 connection for a too-slow body) cannot be sent; the request is still recorded under that answer's
+    /// status, so the failed write must not skip the records below.
+    /// </summary>
+    private static async Task WriteErrorAsync(HttpContext context, GatewayError error)
+    {
+        try
+        {
+            await ErrorWriter.WriteAsync(context, error);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // Nothing to answer: the status is already set for the records.
+        }
     }
 
     private static partial class Log

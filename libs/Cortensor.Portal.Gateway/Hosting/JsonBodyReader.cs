@@ -4,6 +4,8 @@ using System.Text.Json.Serialization.Metadata;
 using Cortensor.Portal.Gateway.Errors;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 
 namespace Cortensor.Portal.Gateway.Hosting;
@@ -31,6 +33,8 @@ internal static class JsonBodyReader
 
         var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(maxBytes + 1, (int)(request.ContentLength ?? 16 * 1024) + 1));
         var length = 0;
+        // Kestrel enforces its minimum data rate on the real clock, so the body's pace is measured on that clock too.
+        var readStarted = TimeProvider.System.GetTimestamp();
         try
         {
             while (true)
@@ -57,11 +61,15 @@ internal static class JsonBodyReader
                 {
                     // The connection is gone (reset mid-body): a client that went away, recorded as 499 like one that
                     // disconnects later, not an error to answer.
-                    throw new OperationCanceledException("The client closed the connection while sending the body.", ex, context.RequestAborted);
+                    throw new ClientClosedException("The client closed the connection while sending the body.", ex, context.RequestAborted);
                 }
                 catch (BadHttpRequestException ex)
                 {
                     throw new GatewayException(ServerRefusal(context, ex, maxBytes));
+                }
+                catch (IOException ex)
+                {
+                    throw StreamAborted(context, ex, length, readStarted);
                 }
 
                 if (read == 0)
@@ -150,6 +158,30 @@ internal static class JsonBodyReader
             Math.Min(maxBytes, context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? long.MaxValue)),
         _ => GatewayError.UnreadableBody(refusal.StatusCode),
     };
+
+    /// <summary>
+    /// HTTP/2 (and HTTP/3) end a body read with an <see cref="IOException"/>, not a
+    /// <see cref="BadHttpRequestException"/>, when the stream or its connection is aborted: the client reset the
+    /// stream or closed the connection (499, like a client that leaves later), or Kestrel dropped the whole connection
+    /// because bodies arrived slower than its minimum data rate. The exception does not say which, and no answer can
+    /// reach the client either way, so the records decide by the body's own pace: below the rate after the grace
+    /// period is 408, as over HTTP/1.1. The rate is the server-wide limit: HTTP/2 has no per-request one (its
+    /// feature throws). A connection the server drops at shutdown is also recorded as 499.
+    /// </summary>
+    private static Exception StreamAborted(HttpContext context, IOException abort, int bytesRead, long readStarted)
+    {
+        if (!HttpProtocol.IsHttp10(context.Request.Protocol) && !HttpProtocol.IsHttp11(context.Request.Protocol)
+            && context.RequestServices.GetService<IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>>()?.Value.Limits.MinRequestBodyDataRate is { } minimum)
+        {
+            var elapsed = TimeProvider.System.GetElapsedTime(readStarted);
+            if (elapsed >= minimum.GracePeriod && bytesRead < minimum.BytesPerSecond * elapsed.TotalSeconds)
+            {
+                return new GatewayException(GatewayError.RequestBodyTimeout());
+            }
+        }
+
+        return new ClientClosedException("The client reset the stream or closed the connection while sending the body.", abort, context.RequestAborted);
+    }
 
     /// <summary><c>$.messages[0].role</c> → <c>messages[0].role</c>; <c>$</c> → null.</summary>
     internal static string? ParamFromPath(string? path)

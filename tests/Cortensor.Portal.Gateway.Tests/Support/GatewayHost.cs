@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -25,13 +26,15 @@ internal sealed class GatewayHost : IAsyncDisposable
 
     private readonly WebApplication _app;
 
-    private GatewayHost(WebApplication app, FakeRouterClient router, FakeTimeProvider time, Uri? kestrelAddress)
+    private GatewayHost(WebApplication app, FakeRouterClient router, FakeTimeProvider time, Uri? kestrelAddress, bool http2Only)
     {
         _app = app;
         Router = router;
         Time = time;
         KestrelAddress = kestrelAddress;
-        Client = kestrelAddress is null ? app.GetTestClient() : new HttpClient { BaseAddress = kestrelAddress };
+        Client = kestrelAddress is null ? app.GetTestClient()
+            : http2Only ? new HttpClient { BaseAddress = kestrelAddress, DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact }
+            : new HttpClient { BaseAddress = kestrelAddress };
     }
 
     public HttpClient Client { get; }
@@ -49,12 +52,16 @@ internal sealed class GatewayHost : IAsyncDisposable
 
     /// <param name="configure">Extra service registrations, applied last.</param>
     /// <param name="kestrel">A real Kestrel server on 127.0.0.1 instead of the in-memory TestServer (for server limits).</param>
-    public static async Task<GatewayHost> StartAsync(Action<IServiceCollection>? configure = null, bool kestrel = false)
+    /// <param name="http2Only">
+    /// With <paramref name="kestrel"/>: the endpoint speaks only HTTP/2 without TLS (h2c with prior knowledge), and
+    /// <see cref="Client"/> sends HTTP/2 and nothing else.
+    /// </param>
+    public static async Task<GatewayHost> StartAsync(Action<IServiceCollection>? configure = null, bool kestrel = false, bool http2Only = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         if (kestrel)
         {
-            builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+            builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = http2Only ? HttpProtocols.Http2 : HttpProtocols.Http1AndHttp2));
         }
         else
         {
@@ -82,7 +89,7 @@ internal sealed class GatewayHost : IAsyncDisposable
         app.MapCortensorGateway();
         await app.StartAsync();
         var address = kestrel ? new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()) : null;
-        return new GatewayHost(app, router, time, address);
+        return new GatewayHost(app, router, time, address, http2Only);
     }
 
     public async Task<string> IssueKeyAsync(IReadOnlyList<string>? allowedModels = null, DateTimeOffset? expiresAt = null, string orgId = "org_test")
