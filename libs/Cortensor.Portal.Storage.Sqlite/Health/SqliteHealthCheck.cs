@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Cortensor.Portal.Storage.Sqlite.Database;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -27,11 +28,12 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
         ArgumentNullException.ThrowIfNull(context);
         using var deadline = new CancellationTokenSource(Timeout, timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        Task? read = null;
         try
         {
             // Microsoft.Data.Sqlite runs synchronously, so the read runs on the pool; the deadline stops the read itself
             // (ReadSchemaVersionAsync interrupts it) and WaitAsync bounds the wait should a read still not stop.
-            var read = Task.Run(() => ReadSchemaVersionAsync(database, linked.Token), linked.Token);
+            read = Task.Run(() => ReadSchemaVersionAsync(database, linked.Token), linked.Token);
             LastRead = read;
             await read.WaitAsync(Timeout, timeProvider, cancellationToken).ConfigureAwait(false);
             return HealthCheckResult.Healthy();
@@ -45,6 +47,15 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
             // Every failure is answered here: a check that throws would show the exception's message, which names the file.
             return new HealthCheckResult(context.Registration.FailureStatus, Reason(ex), ex);
         }
+        finally
+        {
+            // WaitAsync's timer may beat the deadline's: a read still running must see its token cancelled before the
+            // sources are disposed (a disposed, uncancelled source never cancels, and the read would run on).
+            if (read is { IsCompleted: false })
+            {
+                await linked.CancelAsync().ConfigureAwait(false);
+            }
+        }
     }
 
     private static async Task ReadSchemaVersionAsync(SqliteDatabase database, CancellationToken cancellationToken)
@@ -56,20 +67,29 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
             // - a read waiting on another connection's lock waits busy_timeout (5 s for the store's own operations), then
             //   Microsoft.Data.Sqlite retries until CommandTimeout (30 s): both are cut to the check's timeout here
             //   (OpenConnectionAsync sets busy_timeout again on the next use of this pooled connection);
-            // - a statement that is running is stopped by sqlite3_interrupt when the token fires (that does not end a
-            //   busy wait, hence the above). The registration is disposed, waiting for a running callback, before the
-            //   connection goes back to the pool, so it never interrupts another operation's statement.
+            // - a statement that is running asks SQLite's progress handler every 1,000 VM steps whether the deadline
+            //   has passed, and stops with SQLITE_INTERRUPT once it has. (sqlite3_interrupt from the token's callback
+            //   raced the statement's start: fired between prepare and the first step, it was lost and the read ran
+            //   on.) The handler is removed before the connection goes back to the pool.
             var waitMilliseconds = (int)Timeout.TotalMilliseconds;
             SqliteException.ThrowExceptionForRC(raw.sqlite3_busy_timeout(connection.Handle, waitMilliseconds), connection.Handle);
-            using var interrupt = cancellationToken.UnsafeRegister(
-                static state => raw.sqlite3_interrupt(((SqliteConnection)state!).Handle),
-                connection);
-            using var command = connection.CreateCommand();
-            command.CommandText = "SELECT max(version) FROM schema_version";
-            command.CommandTimeout = (int)Math.Ceiling(Timeout.TotalSeconds);
-            await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            raw.sqlite3_progress_handler(connection.Handle, 1_000, StopWhenCancelled, new StrongBox<CancellationToken>(cancellationToken));
+            try
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "SELECT max(version) FROM schema_version";
+                command.CommandTimeout = (int)Math.Ceiling(Timeout.TotalSeconds);
+                await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                raw.sqlite3_progress_handler(connection.Handle, 0, null, null);
+            }
         }
     }
+
+    // Non-zero stops the running statement (SQLITE_INTERRUPT).
+    private static int StopWhenCancelled(object state) => ((StrongBox<CancellationToken>)state).Value.IsCancellationRequested ? 1 : 0;
 
     // The SQLite result code says enough; exception messages name the file's path.
     private static string Reason(Exception exception)
