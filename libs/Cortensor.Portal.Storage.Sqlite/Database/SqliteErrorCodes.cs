@@ -5,6 +5,7 @@ internal static class SqliteErrorCodes
 {
     public const int Perm = 3;
     public const int Busy = 5;
+    public const int Locked = 6;
     public const int ReadOnly = 8;
     public const int IoError = 10;
     public const int Corrupt = 11;

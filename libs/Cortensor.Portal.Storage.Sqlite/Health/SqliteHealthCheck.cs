@@ -38,8 +38,11 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
             await read.WaitAsync(Timeout, timeProvider, cancellationToken).ConfigureAwait(false);
             return HealthCheckResult.Healthy();
         }
-        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && (ex is TimeoutException || deadline.IsCancellationRequested))
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested
+            && (ex is TimeoutException || deadline.IsCancellationRequested || IsLockWait(ex)))
         {
+            // A read that gave up on another connection's lock waited the whole timeout (busy_timeout) too: which of the
+            // two equal timers fired first says nothing, so both read the same.
             return new HealthCheckResult(context.Registration.FailureStatus, $"SQLite did not answer within {Timeout.TotalSeconds:0} s", ex);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
@@ -90,6 +93,19 @@ public sealed class SqliteHealthCheck(SqliteDatabase database, TimeProvider time
 
     // Non-zero stops the running statement (SQLITE_INTERRUPT).
     private static int StopWhenCancelled(object state) => ((StrongBox<CancellationToken>)state).Value.IsCancellationRequested ? 1 : 0;
+
+    private static bool IsLockWait(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is SqliteException { SqliteErrorCode: SqliteErrorCodes.Busy or SqliteErrorCodes.Locked })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     // The SQLite result code says enough; exception messages name the file's path.
     private static string Reason(Exception exception)
