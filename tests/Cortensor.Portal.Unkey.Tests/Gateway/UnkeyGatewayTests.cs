@@ -115,6 +115,14 @@ public sealed class UnkeyGatewayTests : IAsyncLifetime
     public async Task RateLimitedByUnkey_429_WithRetryAfterAndTheExhaustedLimit()
     {
         var key = Seed(limit: 1);
+        // The stub counts Unkey's windows aligned to the clock's minutes (on the real clock here): two calls that
+        // straddle a minute boundary land in two windows. Start well inside one.
+        var toBoundary = 60_000 - DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() % 60_000;
+        if (toBoundary < 10_000)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(toBoundary + 100));
+        }
+
         Assert.Equal(HttpStatusCode.OK, (await ModelsAsync(key)).StatusCode);
 
         var response = await ChatAsync(key);
