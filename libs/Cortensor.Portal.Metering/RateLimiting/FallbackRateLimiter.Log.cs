@@ -16,11 +16,15 @@ public sealed partial class FallbackRateLimiter
         public static partial void StoreStillUnavailable(ILogger logger, TimeSpan retryInterval, Exception exception);
 
         [LoggerMessage(EventId = 2102, EventName = "RateLimitStoreRecovered", Level = LogLevel.Information,
-            Message = "Rate limit store recovered after {OutageDuration}; limits are shared again")]
-        public static partial void StoreRecovered(ILogger logger, TimeSpan outageDuration);
+            Message = "Rate limit store recovered after {OutageDuration}; limits are shared again, and {RecoveringRules} rules the replica decided meanwhile are also checked against that local state until the store has caught up")]
+        public static partial void StoreRecovered(ILogger logger, TimeSpan outageDuration, int recoveringRules);
 
         [LoggerMessage(EventId = 2103, EventName = "RateLimitReleaseFailed", Level = LogLevel.Warning,
             Message = "Could not release the rate limit lease of request {RequestId} in the store; its concurrency slots expire by their TTL")]
         public static partial void ReleaseFailed(ILogger logger, string requestId, Exception exception);
+
+        [LoggerMessage(EventId = 2104, EventName = "RateLimitStoreCaughtUp", Level = LogLevel.Information,
+            Message = "Rate limit store has caught up with every rule decided locally during the outage, {SinceRecovery} after it recovered; limits are decided by the store alone")]
+        public static partial void StoreCaughtUp(ILogger logger, TimeSpan sinceRecovery);
     }
 }

@@ -20,9 +20,16 @@ namespace Cortensor.Portal.Metering.RateLimiting;
 /// and comes back with <see cref="RateLimitDecision.Degraded"/> set; its counters carry the divided quotas.</para>
 /// <para>A lease remembers the limiter that admitted it (<see cref="RateLimitLease.Backend"/>) and is released there. A
 /// failing release on the primary is logged and swallowed: its slots expire by their TTL.</para>
-/// <para>Metrics: the observable gauge <c>cortensor.ratelimit.degraded</c> (1 while degraded) and the counter
+/// <para>No burst at the transitions (<see cref="FallbackCarryOver"/>): the fallback starts each rule from the shared
+/// limiter's last known state instead of a full quota, and after the outage a request the shared limiter admits must
+/// also pass the fallback's state of each rule the fallback decided, until the shared store has caught up with it.
+/// Pushing the local state into the store instead would need a write per rule to the store at recovery, and with
+/// several replicas each pushing its own share the store could not tell them apart.</para>
+/// <para>Metrics: the observable gauges <c>cortensor.ratelimit.degraded</c> (1 while degraded) and
+/// <c>cortensor.ratelimit.recovering</c> (rules whose fallback state still applies), and the counter
 /// <c>cortensor.ratelimit.decisions</c> tagged <c>outcome</c> (allowed, limited, unavailable) and <c>backend</c>
-/// (shared, or fallback while degraded). Logs: a warning when degraded mode starts, information when it ends.</para>
+/// (shared; fallback while degraded; recovery when the fallback's state was checked too). Logs: a warning when
+/// degraded mode starts, information when it ends and when every rule has caught up.</para>
 /// </remarks>
 public sealed partial class FallbackRateLimiter : IRateLimiter
 {
@@ -37,6 +44,7 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
     private volatile bool _degraded;
     private long _retryPrimaryAt;
     private long _degradedSince;
+    private long _recoveredAt;
 
     /// <summary>Creates the limiter.</summary>
     /// <param name="primary">The shared limiter.</param>
@@ -61,7 +69,8 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
         _timeProvider = timeProvider;
         _logger = logger;
         Fallback = new InProcessRateLimiter(options, timeProvider);
-        _metrics = new RateLimitingMetrics(meterFactory, () => _degraded ? 1 : 0);
+        CarryOver = new FallbackCarryOver(Fallback, timeProvider, FallbackCarryOver.DefaultCapacity, OnCaughtUp);
+        _metrics = new RateLimitingMetrics(meterFactory, () => _degraded ? 1 : 0, () => CarryOver.Recovering);
     }
 
     /// <summary>True from a store failure until a call to the primary succeeds again.</summary>
@@ -69,6 +78,9 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
 
     /// <summary>The per-replica limiter used while degraded.</summary>
     internal InProcessRateLimiter Fallback { get; }
+
+    /// <summary>The state carried across the transitions.</summary>
+    internal FallbackCarryOver CarryOver { get; }
 
     /// <inheritdoc/>
     public async ValueTask<RateLimitDecision> AcquireAsync(RateLimitRequest request, CancellationToken cancellationToken = default)
@@ -86,7 +98,19 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
                     MarkRecovered();
                 }
 
-                _metrics.Decision(decision, RateLimitingMetrics.SharedBackend);
+                var backend = RateLimitingMetrics.SharedBackend;
+                if (CarryOver.ObserveShared(request, decision))
+                {
+                    backend = RateLimitingMetrics.RecoveryBackend;
+                    var refused = CarryOver.CheckRecovering(request, Divide(request, Math.Max(1, _options.CurrentValue.FallbackReplicas)), decision);
+                    if (refused is not null)
+                    {
+                        await ReleaseSharedAsync(decision.Lease!, request.Tokens, CancellationToken.None);
+                        decision = refused;
+                    }
+                }
+
+                _metrics.Decision(decision, backend);
                 return decision;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -115,6 +139,13 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
             return;
         }
 
+        await ReleaseSharedAsync(lease, actualTokens, cancellationToken);
+    }
+
+    /// <summary>Releases a lease of the primary; a refused-after-all one keeps its charges (no token refund).</summary>
+    private async ValueTask ReleaseSharedAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken)
+    {
+        CarryOver.ReleasedShared(lease.Request);
         try
         {
             await _primary.ReleaseAsync(lease, actualTokens, cancellationToken);
@@ -143,7 +174,11 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
             };
         }
 
-        var decision = Fallback.Acquire(Divide(request, Math.Max(1, options.FallbackReplicas)));
+        var divided = Divide(request, Math.Max(1, options.FallbackReplicas));
+        var rules = RateLimitConventions.CountRules(request);
+        Span<int> held = rules <= 16 ? stackalloc int[rules] : new int[rules];
+        CarryOver.PrepareFallback(request, held);
+        var decision = Fallback.Acquire(divided, held);
         return decision with { Degraded = true };
     }
 
@@ -212,6 +247,7 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
             }
 
             _degradedSince = now;
+            CarryOver.BeginOutage();
             _degraded = true;
         }
 
@@ -229,10 +265,19 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
             }
 
             _degraded = false;
+            _recoveredAt = _timeProvider.GetTimestamp();
             outage = _timeProvider.GetElapsedTime(_degradedSince);
         }
 
-        Log.StoreRecovered(_logger, outage);
+        Log.StoreRecovered(_logger, outage, CarryOver.Recovering);
+    }
+
+    private void OnCaughtUp()
+    {
+        if (!_degraded)
+        {
+            Log.StoreCaughtUp(_logger, _timeProvider.GetElapsedTime(Interlocked.Read(ref _recoveredAt)));
+        }
     }
 
     private long RetryIntervalTicks() =>

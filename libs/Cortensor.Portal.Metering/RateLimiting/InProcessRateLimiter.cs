@@ -92,7 +92,14 @@ public sealed class InProcessRateLimiter : IRateLimiter
     }
 
     /// <summary>Decides a valid request (no metrics).</summary>
-    internal RateLimitDecision Acquire(RateLimitRequest request)
+    internal RateLimitDecision Acquire(RateLimitRequest request) => Acquire(request, []);
+
+    /// <summary>
+    /// Decides a valid request (no metrics), counting <paramref name="heldElsewhere"/>[i] extra slots against the i-th
+    /// rule (request order) when it is a concurrency rule: requests of this replica that another limiter admitted and
+    /// that are still in flight.
+    /// </summary>
+    internal RateLimitDecision Acquire(RateLimitRequest request, ReadOnlySpan<int> heldElsewhere)
     {
         var now = Now();
         MaybeSweep(now);
@@ -108,7 +115,7 @@ public sealed class InProcessRateLimiter : IRateLimiter
                     continue;
                 }
 
-                Decide(bucket, request, now, slotExpiry, outcomes);
+                Decide(bucket, request, now, slotExpiry, outcomes, heldElsewhere);
                 break;
             }
         }
@@ -155,7 +162,69 @@ public sealed class InProcessRateLimiter : IRateLimiter
         }
     }
 
-    private static void Decide(Bucket bucket, RateLimitRequest request, long now, long slotExpiry, RateLimitRuleOutcome[] outcomes)
+    /// <summary>
+    /// Raises one rule's state to "full again in <paramref name="untilFull"/>" unless it is already further from full:
+    /// the fallback starts from what the shared limiter last said instead of a full quota.
+    /// </summary>
+    internal void Seed(string hashTag, string scope, string id, string rule, TimeSpan untilFull)
+    {
+        var now = Now();
+        var seeded = GcraTat.At(now + RateLimitConventions.ToMicroseconds(untilFull));
+        if (!seeded.IsAfter(now))
+        {
+            return;
+        }
+
+        while (true)
+        {
+            var bucket = _buckets.GetOrAdd(hashTag, static _ => new Bucket());
+            lock (bucket.Gate)
+            {
+                if (bucket.Dead)
+                {
+                    continue;
+                }
+
+                var key = new RuleKey(scope, id, rule);
+                if (!bucket.Tats.GetValueOrDefault(key).IsAfter(seeded.Microseconds))
+                {
+                    bucket.Tats[key] = seeded;
+                }
+
+                return;
+            }
+        }
+    }
+
+    /// <summary>Whether a requests or tokens rule is at its full quota (no state).</summary>
+    internal bool IsFull(string hashTag, string scope, string id, string rule)
+    {
+        if (!_buckets.TryGetValue(hashTag, out var bucket))
+        {
+            return true;
+        }
+
+        lock (bucket.Gate)
+        {
+            return !bucket.Tats.TryGetValue(new RuleKey(scope, id, rule), out var tat) || !tat.IsAfter(Now());
+        }
+    }
+
+    /// <summary>Concurrency slots of a partition held now.</summary>
+    internal int HeldSlots(string hashTag, string scope, string id)
+    {
+        if (!_buckets.TryGetValue(hashTag, out var bucket))
+        {
+            return 0;
+        }
+
+        lock (bucket.Gate)
+        {
+            return bucket.Slots.TryGetValue(new SlotsKey(scope, id), out var slots) ? Prune(slots, Now()) : 0;
+        }
+    }
+
+    private static void Decide(Bucket bucket, RateLimitRequest request, long now, long slotExpiry, RateLimitRuleOutcome[] outcomes, ReadOnlySpan<int> heldElsewhere)
     {
         var allowed = true;
         var i = 0;
@@ -164,6 +233,11 @@ public sealed class InProcessRateLimiter : IRateLimiter
             if (rule.Class == RateLimitClass.Concurrency)
             {
                 var inFlight = bucket.Slots.TryGetValue(new SlotsKey(partition.Scope, partition.Id), out var slots) ? Prune(slots, now) : 0;
+                if (i < heldElsewhere.Length)
+                {
+                    inFlight += heldElsewhere[i];
+                }
+
                 outcomes[i] = inFlight < rule.Quota
                     ? new RateLimitRuleOutcome(true, rule.Quota - inFlight - 1, TimeSpan.Zero, TimeSpan.Zero)
                     : new RateLimitRuleOutcome(false, 0, TimeSpan.Zero, RateLimitConventions.ConcurrencyRetryAfter);

@@ -9,6 +9,7 @@ internal sealed class RateLimitingMetrics
 {
     public const string DecisionsName = "cortensor.ratelimit.decisions";
     public const string DegradedName = "cortensor.ratelimit.degraded";
+    public const string RecoveringName = "cortensor.ratelimit.recovering";
     public const string OutcomeTagName = "outcome";
     public const string BackendTagName = "backend";
 
@@ -18,18 +19,21 @@ internal sealed class RateLimitingMetrics
     /// <summary>Decided by the per-replica fallback (or refused as unavailable) while the shared store is down.</summary>
     public const string FallbackBackend = "fallback";
 
+    /// <summary>Admitted by the shared store after an outage, and checked against the fallback's state carried over from it.</summary>
+    public const string RecoveryBackend = "recovery";
+
     /// <summary>Decided by the in-process limiter used on its own (one replica, no shared store).</summary>
     public const string LocalBackend = "local";
 
     private readonly Counter<long> _decisions;
 
-    public RateLimitingMetrics(IMeterFactory meterFactory, Func<int>? degraded = null)
+    public RateLimitingMetrics(IMeterFactory meterFactory, Func<int>? degraded = null, Func<int>? recovering = null)
     {
         var meter = meterFactory.Create(UsageWriter.MeterName);
         _decisions = meter.CreateCounter<long>(
             DecisionsName,
             unit: "{request}",
-            description: "Rate limit decisions, by outcome (allowed, limited, unavailable) and backend (shared, fallback, local).");
+            description: "Rate limit decisions, by outcome (allowed, limited, unavailable) and backend (shared, fallback, recovery, local).");
         if (degraded is not null)
         {
             meter.CreateObservableGauge(
@@ -37,6 +41,15 @@ internal sealed class RateLimitingMetrics
                 degraded,
                 unit: "1",
                 description: "1 while the shared rate limit store is unreachable and limits are decided per replica, else 0.");
+        }
+
+        if (recovering is not null)
+        {
+            meter.CreateObservableGauge(
+                RecoveringName,
+                recovering,
+                unit: "{rule}",
+                description: "Rules decided per replica during a store outage whose local state still applies until the shared store has caught up.");
         }
     }
 

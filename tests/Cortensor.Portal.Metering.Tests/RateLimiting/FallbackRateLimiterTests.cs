@@ -199,12 +199,12 @@ public sealed class FallbackRateLimiterTests : IDisposable
         {
             RequestId = NewId(),
             HashTag = tag,
-            Partitions = [new RateLimitPartition("key", keyId, [new RateLimitRule("concurrency", RateLimitClass.Concurrency, 4, TimeSpan.Zero)])],
+            Partitions = [new RateLimitPartition("key", keyId, [new RateLimitRule("concurrency", RateLimitClass.Concurrency, 8, TimeSpan.Zero)])],
         };
 
         var shared = await _limiter.AcquireAsync(Slot());
         _primary.Failing = true;
-        var local = await _limiter.AcquireAsync(Slot()); // fallback cap: 4 / 4 replicas = 1
+        var local = await _limiter.AcquireAsync(Slot()); // fallback cap: 8 / 4 replicas = 2, one taken by the shared lease still open
         Assert.True(local.Degraded);
         Assert.Same(_limiter.Fallback, local.Lease?.Backend);
         Assert.False((await _limiter.AcquireAsync(Slot())).IsAllowed);
