@@ -62,8 +62,11 @@ public sealed class RateLimitingOptions
     public Dictionary<string, RateLimitLimits> Orgs { get; set; } = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// A concurrency slot not released by then is dropped (a replica that crashed mid-request). Keep it above the
-    /// longest request. <value>The default value is 10 minutes.</value>
+    /// The longest a concurrency slot is held without a release: the in-process limiter drops it then, and the Redis
+    /// limiter stops renewing its lease then (a request that somehow never ends cannot hold a slot forever). Keep it
+    /// above the longest request. A crashed replica's slots in Redis free themselves much sooner, within
+    /// <c>Cortensor:Redis:ConcurrencyLeaseTtl</c> (30 s by default), because nothing renews them any more.
+    /// <value>The default value is 10 minutes.</value>
     /// </summary>
     public TimeSpan ConcurrencySlotTtl { get; set; } = TimeSpan.FromMinutes(10);
 

@@ -42,6 +42,31 @@ public sealed class RedisOptions
     /// <value>The default value is 5 milliseconds.</value>
     public TimeSpan ReleaseDelay { get; set; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>
+    /// The backstop lifetime of a concurrency slot in Redis: each slot is a lease that expires this long after it was
+    /// taken or last renewed. While its request is in flight, the replica that admitted it renews it every
+    /// <see cref="ConcurrencyLeaseRenewInterval"/>, so a request of any length keeps its slot; a replica that crashed
+    /// (or lost Redis for longer than this) stops renewing, and its slots free themselves within this time. A release
+    /// that cannot reach Redis is retried for at most this long (by then the slot has expired anyway).
+    /// </summary>
+    /// <remarks>
+    /// Why 30 s: three renewal intervals, so two renewals in a row may be lost (each bounded by
+    /// <see cref="OperationTimeout"/>) before a live request loses its slot; and half the default router task timeout
+    /// (60 s), so a crashed replica's slots are free again before a request it was serving would have ended. Without
+    /// renewals the backstop would have had to outlast the longest request (minutes). Must be at least
+    /// 2 × <see cref="ConcurrencyLeaseRenewInterval"/> + <see cref="OperationTimeout"/>. Capped per request by
+    /// <c>Cortensor:RateLimits:ConcurrencySlotTtl</c> (the longest a slot is held without a release, renewals included).
+    /// </remarks>
+    /// <value>The default value is 30 seconds.</value>
+    public TimeSpan ConcurrencyLeaseTtl { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How often a replica renews the leases of its in-flight requests' concurrency slots: one script per org (hash
+    /// tag) with requests in flight per interval, whatever the request rate, never one per request.
+    /// </summary>
+    /// <value>The default value is 10 seconds.</value>
+    public TimeSpan ConcurrencyLeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long a verified key's principal is kept in Redis (revocations delete it at once).</summary>
     /// <value>The default value is 60 seconds.</value>
     public TimeSpan KeyCacheTtl { get; set; } = TimeSpan.FromSeconds(60);

@@ -7,7 +7,7 @@ namespace Cortensor.Portal.Redis.Configuration;
 [OptionsValidator]
 internal sealed partial class RedisOptionsValidator : IValidateOptions<RedisOptions>;
 
-/// <summary>Checks the connection string, the key prefix and the time spans of <see cref="RedisOptions"/>.</summary>
+/// <summary>Checks the connection string, the key prefix and the time spans of <see cref="RedisOptions"/> (the lease TTL against its renewal interval).</summary>
 internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOptions>
 {
     private static readonly TimeSpan MaxOperationTimeout = TimeSpan.FromSeconds(30);
@@ -15,6 +15,10 @@ internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOption
 
     // Longer would hold finished requests' slots long enough for other replicas to refuse on them.
     private static readonly TimeSpan MaxReleaseDelay = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan MinLeaseRenewInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan MaxLeaseRenewInterval = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan MaxLeaseTtl = TimeSpan.FromHours(1);
 
     public ValidateOptionsResult Validate(string? name, RedisOptions options)
     {
@@ -65,6 +69,22 @@ internal sealed class RedisOptionsCustomValidator : IValidateOptions<RedisOption
         if (options.ReleaseDelay < TimeSpan.Zero || options.ReleaseDelay > MaxReleaseDelay)
         {
             builder.AddError("must be between 0 (each release sent at once) and 1 second.", nameof(RedisOptions.ReleaseDelay));
+        }
+
+        // Renewals more often than this would cost Redis more than the requests they keep; rarer ones need a
+        // backstop so long that a crashed replica's slots lock keys out for minutes.
+        if (options.ConcurrencyLeaseRenewInterval < MinLeaseRenewInterval || options.ConcurrencyLeaseRenewInterval > MaxLeaseRenewInterval)
+        {
+            builder.AddError("must be at least 100 ms and at most 5 minutes.", nameof(RedisOptions.ConcurrencyLeaseRenewInterval));
+        }
+
+        // A live request keeps its slot through one lost renewal (the next one lands before the lease runs out).
+        var minimumTtl = (2 * options.ConcurrencyLeaseRenewInterval) + options.OperationTimeout;
+        if (options.ConcurrencyLeaseTtl < minimumTtl || options.ConcurrencyLeaseTtl > MaxLeaseTtl)
+        {
+            builder.AddError(
+                $"must be at least 2 x ConcurrencyLeaseRenewInterval + OperationTimeout ({minimumTtl.TotalMilliseconds:0} ms) and at most 1 hour.",
+                nameof(RedisOptions.ConcurrencyLeaseTtl));
         }
 
         return builder.Build();

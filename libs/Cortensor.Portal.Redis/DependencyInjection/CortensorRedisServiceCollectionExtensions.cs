@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Caching;
 using Cortensor.Portal.Keys.Changes;
@@ -104,7 +105,8 @@ public static class CortensorRedisServiceCollectionExtensions
             sp.GetRequiredService<IOptions<RedisOptions>>(),
             sp.GetRequiredService<IOptionsMonitor<RateLimitingOptions>>(),
             Logger<RedisRateLimiter>(sp),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<IMeterFactory>()));
         rateLimiting.UseSharedStore(static sp => sp.GetRequiredService<RedisRateLimiter>());
 
         services.TryAddSingleton(static sp => new RedisApiKeyProvider(

@@ -32,9 +32,10 @@ internal readonly record struct ReleaseOperation(RedisKey Key, string ClassCode,
 }
 
 /// <summary>Releases sent together, and the task their callers wait on.</summary>
+/// <param name="HashTag">The hash tag every operation's key is under.</param>
 /// <param name="Operations">In the order they were released; only added to while the batch waits (under its queue's lock).</param>
-/// <param name="Completion">Completed once the script that carried them answered or failed.</param>
-internal sealed record ReleaseBatch(List<ReleaseOperation> Operations, TaskCompletionSource Completion);
+/// <param name="Completion">Completed once the script that carried them answered or failed (a failed release is then retried in the background).</param>
+internal sealed record ReleaseBatch(string HashTag, List<ReleaseOperation> Operations, TaskCompletionSource Completion);
 
 /// <summary>
 /// Releases waiting to be sent, per hash tag (one script may only touch one hash tag's keys on Redis Cluster). A
@@ -57,7 +58,7 @@ internal sealed class PendingReleases
             if (!_byHashTag.TryGetValue(hashTag, out var waiting))
             {
                 // Continuations run inline: the gateway only observes the task, and tests only await it.
-                waiting = new ReleaseBatch([], new TaskCompletionSource());
+                waiting = new ReleaseBatch(hashTag, [], new TaskCompletionSource());
                 _byHashTag.Add(hashTag, waiting);
                 _waitingHashTags = _byHashTag.Count;
             }

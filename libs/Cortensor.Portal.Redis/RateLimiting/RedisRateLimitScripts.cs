@@ -4,7 +4,7 @@ using System.Text;
 namespace Cortensor.Portal.Redis.RateLimiting;
 
 /// <summary>
-/// The two Lua scripts of <see cref="RedisRateLimiter"/>. Both read the time from Redis (<c>TIME</c>, microseconds), so
+/// The Lua scripts of <see cref="RedisRateLimiter"/>. All read the time from Redis (<c>TIME</c>, microseconds), so
 /// replicas with skewed clocks share one timeline, and repeat the formulas of
 /// <see cref="Cortensor.Portal.Metering.RateLimiting.Gcra"/> exactly (integers only: Lua's doubles hold them exactly
 /// below 2^53, and products that may pass it go through <c>muldiv</c>; numbers are written back with <c>%.0f</c>
@@ -257,9 +257,38 @@ internal static class RedisRateLimitScripts
         return 1
         """;
 
+    /// <summary>
+    /// KEYS[j]: a concurrency slot set of one hash tag; ARGV[1]: the lease TTL (µs); ARGV[j + 1]: the request id whose
+    /// slot in KEYS[j] is renewed. Moves each slot's expiry to now + TTL only where the slot still exists (XX: a slot
+    /// already released or expired is never brought back), and makes each set live at least that long.
+    /// Returns the indexes j of the slots that were not there any more (released meanwhile, or expired).
+    /// </summary>
+    public const string Renew = """
+        if redis.replicate_commands then redis.replicate_commands() end
+        local clock = redis.call('TIME')
+        local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+        local ttl = tonumber(ARGV[1])
+        local score = string.format('%.0f', now + ttl)
+        local ms = math.ceil(ttl / 1000)
+        local missing = {}
+        local seen = {}
+        for j = 1, #KEYS do
+          local key = KEYS[j]
+          if redis.call('ZADD', key, 'XX', 'CH', score, ARGV[j + 1]) == 0 then missing[#missing + 1] = j end
+          if not seen[key] then
+            seen[key] = true
+            -- never shortens a set's life (a slot of a replica configured with a longer TTL may be in it)
+            if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, tostring(ms)) end
+          end
+        end
+        return missing
+        """;
+
     public static readonly byte[] AcquireSha1 = Sha1(Acquire);
 
     public static readonly byte[] ReleaseSha1 = Sha1(Release);
+
+    public static readonly byte[] RenewSha1 = Sha1(Renew);
 
 #pragma warning disable CA5350 // SHA-1 is what Redis names scripts by; not a security use.
     private static byte[] Sha1(string script) => SHA1.HashData(Encoding.UTF8.GetBytes(script));

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Redis.Configuration;
 using Cortensor.Portal.Redis.Internal;
+using Cortensor.Portal.Redis.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -18,12 +20,20 @@ namespace Cortensor.Portal.Redis.RateLimiting;
 /// <para>Keys: <c>{KeyPrefix}rl:{hashTag}:{scope}:{id}:{rule}</c>. The braces make the org id (the request's
 /// <see cref="RateLimitRequest.HashTag"/>) the Redis Cluster hash tag, so one script touches one slot. <c>%</c>,
 /// <c>{</c>, <c>}</c> and <c>:</c> inside ids are percent-escaped. A TAT key expires when its rule is back to its full
-/// quota; a slot set expires <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> after its last admission, and each
-/// slot in it after that TTL too (the backstop for a replica that died mid-request).</para>
+/// quota.</para>
+/// <para>Concurrency slots are leases: each expires <see cref="RedisOptions.ConcurrencyLeaseTtl"/> after it was taken
+/// or last renewed, and this replica renews the slots of its requests in flight every
+/// <see cref="RedisOptions.ConcurrencyLeaseRenewInterval"/> (one script per hash tag, whatever the request rate), for at
+/// most <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> per request. A replica that crashed stops renewing, so its
+/// slots free themselves within one lease TTL.</para>
 /// <para>Failures: <see cref="AcquireAsync"/> throws when Redis is unreachable, answers with an error, or takes longer
 /// than <see cref="RedisOptions.OperationTimeout"/> (commands fail fast while disconnected), so that
-/// <see cref="FallbackRateLimiter"/> decides locally. <see cref="ReleaseAsync"/> never throws for Redis failures: it logs
-/// them, and the slot expires by its TTL.</para>
+/// <see cref="FallbackRateLimiter"/> decides locally. Such an acquire may still run when Redis wakes up (it was on the
+/// socket), so a release of its concurrency slots is sent right after it on the same connection (and retried like any
+/// release); its token and request charges, if it ran, stay counted (a small over-count). <see cref="ReleaseAsync"/>
+/// never throws for Redis failures: a concurrency release that failed is retried in the background (back-off from
+/// 100 ms doubling to 2 s) until it lands or one lease TTL has passed, when the slot has expired anyway. A token
+/// settlement is sent once (it is not idempotent).</para>
 /// </remarks>
 public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, IDisposable
 {
@@ -36,7 +46,13 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     private readonly PendingReleases _pendingReleases = new();
     private readonly TimeSpan _releaseDelay;
     private readonly TimeProvider _time;
+    private readonly TimeSpan _leaseTtl;
+    private readonly InFlightLeases _leases = new();
+    private readonly ReleaseRetryQueue _retries;
+    private readonly RedisMetrics _metrics;
+    private readonly ITimer _heartbeat;
     private int _flushScheduled;
+    private int _renewing;
     private volatile bool _disposed;
 
     /// <summary>Partitions whose keys are kept: about one per active key plus one per org.</summary>
@@ -44,15 +60,17 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
 
     /// <param name="redis">The shared connection.</param>
     /// <param name="options">Key prefix and operation timeout.</param>
-    /// <param name="rateLimits">Read for <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> at each admission.</param>
-    /// <param name="logger">Logs failed releases.</param>
-    /// <param name="time">Times <see cref="RedisOptions.ReleaseDelay"/>; the system clock when null.</param>
+    /// <param name="rateLimits">Read for <see cref="RateLimitingOptions.ConcurrencySlotTtl"/> at each admission and renewal.</param>
+    /// <param name="logger">Logs failed releases and renewals.</param>
+    /// <param name="time">Times <see cref="RedisOptions.ReleaseDelay"/>, the lease heartbeat and release retries; the system clock when null.</param>
+    /// <param name="meterFactory">Creates the <see cref="RedisMetrics.MeterName"/> meter; a private meter when null.</param>
     public RedisRateLimiter(
         IConnectionMultiplexer redis,
         IOptions<RedisOptions> options,
         IOptionsMonitor<RateLimitingOptions> rateLimits,
         ILogger<RedisRateLimiter> logger,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -64,8 +82,42 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         _prefix = options.Value.KeyPrefix;
         _timeout = options.Value.OperationTimeout;
         _releaseDelay = options.Value.ReleaseDelay;
+        _leaseTtl = options.Value.ConcurrencyLeaseTtl;
         _time = time ?? TimeProvider.System;
+        _metrics = new RedisMetrics(meterFactory, () => _leases.Count, () => _retries!.Count);
+        _retries = new ReleaseRetryQueue(
+            SendRetryAsync,
+            _time,
+            () => LeaseTtl,
+            release =>
+            {
+                Log.ReleaseLanded(_logger, release.RequestId, release.Attempts, _time.GetElapsedTime(release.FirstFailedAt));
+            },
+            release =>
+            {
+                _metrics.ReleaseAbandoned();
+                Log.ReleaseAbandoned(_logger, release.RequestId, release.Attempts, _time.GetElapsedTime(release.FirstFailedAt));
+            },
+            _metrics.ReleasesResent);
+        var renewEvery = options.Value.ConcurrencyLeaseRenewInterval;
+        _heartbeat = _time.CreateTimer(static self => ((RedisRateLimiter)self!).OnHeartbeat(), this, renewEvery, renewEvery);
     }
+
+    /// <summary>The TTL of a slot lease: <see cref="RedisOptions.ConcurrencyLeaseTtl"/>, at most <see cref="RateLimitingOptions.ConcurrencySlotTtl"/>.</summary>
+    private TimeSpan LeaseTtl
+    {
+        get
+        {
+            var cap = _rateLimits.CurrentValue.ConcurrencySlotTtl;
+            return cap < _leaseTtl ? cap : _leaseTtl;
+        }
+    }
+
+    /// <summary>Concurrency leases of requests in flight that this replica renews.</summary>
+    internal int LeasesInFlight => _leases.Count;
+
+    /// <summary>Releases waiting for a retry.</summary>
+    internal ReleaseRetryQueue Retries => _retries;
 
     /// <inheritdoc/>
     /// <exception cref="RedisException">Redis is unreachable or failed the script.</exception>
@@ -88,7 +140,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         var args = new RedisValue[4 + (3 * count) + (ReleaseOperation.ArgumentCount * carriedCount)];
         args[0] = request.RequestId;
         args[1] = request.Tokens;
-        args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(_rateLimits.CurrentValue.ConcurrencySlotTtl));
+        args[2] = Math.Max(1, RateLimitConventions.ToMicroseconds(LeaseTtl));
         args[3] = carriedCount;
         var i = 0;
         var keySets = new PartitionKeys[request.Partitions.Count];
@@ -107,43 +159,57 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
             }
         }
 
-        RedisResult result;
-        if (carried is null)
+        if (carried is not null)
         {
-            result = await RedisCalls.WithTimeout(
+            ReleaseOperation.Write(carried.Operations, keys, count, args, 4 + (3 * count));
+        }
+
+        RateLimitDecision decision;
+        try
+        {
+            var result = await RedisCalls.WithTimeout(
                 EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
                 _timeout,
                 cancellationToken).ConfigureAwait(false);
+            decision = Decide(request, result, outcomes, keySets);
         }
-        else
+        catch (Exception ex)
         {
-            ReleaseOperation.Write(carried.Operations, keys, count, args, 4 + (3 * count));
-            try
+            // The script may have run, or may still run when Redis wakes up (it was on the socket): free the slots it
+            // may take after it, and retry the releases it carried.
+            CompensateAbandonedAcquire(request, keySets, ex);
+            if (carried is not null)
             {
-                result = await RedisCalls.WithTimeout(
-                    EvaluateAsync(RedisRateLimitScripts.AcquireSha1, RedisRateLimitScripts.Acquire, keys, args),
-                    _timeout,
-                    cancellationToken).ConfigureAwait(false);
+                OnReleaseFailed(carried, ex);
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException)
-            {
-                LogLostReleases(carried, ex);
-                throw;
-            }
-            finally
-            {
-                // Applied, or lost to a Redis failure (logged): either way nothing more will be done for them.
-                carried.Completion.TrySetResult();
-            }
+
+            throw;
+        }
+        finally
+        {
+            // Applied, or queued for retry: either way their callers need not wait any longer.
+            carried?.Completion.TrySetResult();
         }
 
+        if (decision.IsAllowed)
+        {
+            TrackLease(request, keySets);
+        }
+
+        return decision;
+    }
+
+    /// <summary>Reads the acquire script's answer into a decision.</summary>
+    private RateLimitDecision Decide(RateLimitRequest request, RedisResult result, RateLimitRuleOutcome[] outcomes, PartitionKeys[] keySets)
+    {
+        var count = outcomes.Length;
         var values = (RedisResult[])result!;
         if (values.Length != 1 + (4 * count))
         {
             throw new RedisException($"The rate limit script returned {values.Length} values for {count} rules.");
         }
 
-        i = 0;
+        var i = 0;
         var observedAt = _time.GetTimestamp();
         for (var p = 0; p < request.Partitions.Count; p++)
         {
@@ -177,8 +243,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     /// its own script, where they run before its decision; if none comes in time, every waiting release of that hash
     /// tag goes in one script of its own. A release goes at once when the delay is zero, and when it frees a
     /// concurrency slot of a rule that this replica last saw near its cap (or not in the last second).</para>
-    /// <para>The returned task completes once the operations ran in Redis (or were lost to a Redis failure, which is
-    /// logged); it never faults. It does not wait for <paramref name="cancellationToken"/>: a client that hung up must
+    /// <para>The returned task completes once the operations ran in Redis, or failed (logged; the concurrency ones are
+    /// then retried in the background until they land or one lease TTL has passed); it never faults. It does not wait for <paramref name="cancellationToken"/>: a client that hung up must
     /// still free its slot.</para>
     /// </remarks>
     public ValueTask ReleaseAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken = default)
@@ -186,6 +252,8 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         ArgumentNullException.ThrowIfNull(lease);
         ArgumentOutOfRangeException.ThrowIfNegative(actualTokens);
         var request = lease.Request;
+        // No more renewals: from now on the slot lives at most one lease TTL, whatever happens to this release.
+        _leases.Remove(request);
         var delta = (long)actualTokens - request.Tokens;
         var count = 0;
         foreach (var (partition, rule) in request.EnumerateRules())
@@ -231,7 +299,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         // a waiting release); and when a slot it frees may be what another replica's next request needs.
         if (!mayWait)
         {
-            return new ValueTask(SendReleasesAsync(new ReleaseBatch([.. operations], new TaskCompletionSource())));
+            return new ValueTask(SendReleasesAsync(new ReleaseBatch(request.HashTag, [.. operations], new TaskCompletionSource())));
         }
 
         var applied = _pendingReleases.Add(request.HashTag, operations);
@@ -239,7 +307,11 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         return new ValueTask(applied);
     }
 
-    /// <summary>Sends every waiting release now; releases after this go at once. Bounded by <see cref="RedisOptions.OperationTimeout"/>.</summary>
+    /// <summary>
+    /// Stops the lease heartbeat, sends every waiting release now and tries every release waiting for a retry once
+    /// more; releases after this go at once (and are not retried). Bounded by about twice
+    /// <see cref="RedisOptions.OperationTimeout"/>.
+    /// </summary>
     /// <returns>A task that completes when the releases were applied or given up.</returns>
     public async ValueTask DisposeAsync()
     {
@@ -249,7 +321,10 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
 
         _disposed = true;
+        await _heartbeat.DisposeAsync().ConfigureAwait(false);
         await FlushAsync().ConfigureAwait(false);
+        await _retries.StopAsync().ConfigureAwait(false);
+        _metrics.Dispose();
     }
 
     /// <inheritdoc cref="DisposeAsync"/>
@@ -261,8 +336,11 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
 
         _disposed = true;
+        _heartbeat.Dispose();
         // Bounded: every send gives up after the operation timeout.
         FlushAsync().GetAwaiter().GetResult();
+        _retries.StopAsync().GetAwaiter().GetResult();
+        _metrics.Dispose();
     }
 
     /// <summary>Starts one delayed flush unless one is already on its way.</summary>
@@ -317,9 +395,9 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
         catch (Exception ex)
         {
-            // Any failure (Redis down or slow, the connection already disposed at shutdown) only costs the slots'
-            // TTL; this runs unobserved from the flush, so nothing may escape.
-            LogLostReleases(batch, ex);
+            // Any failure (Redis down or slow, the connection already disposed at shutdown) queues a retry; this runs
+            // unobserved from the flush, so nothing may escape.
+            OnReleaseFailed(batch, ex);
         }
         finally
         {
@@ -327,18 +405,58 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         }
     }
 
-    /// <summary>One warning per request whose release may not have reached Redis (its slots then expire by their TTL).</summary>
-    private void LogLostReleases(ReleaseBatch batch, Exception exception)
+    /// <summary>Sends one retry script (one hash tag's concurrency operations); throws when it did not land.</summary>
+    private Task SendRetryAsync(string hashTag, List<ReleaseOperation> operations)
     {
-        string? last = null;
-        foreach (var operation in batch.Operations)
+        var keys = new RedisKey[operations.Count];
+        var args = new RedisValue[ReleaseOperation.ArgumentCount * operations.Count];
+        ReleaseOperation.Write(operations, keys, 0, args, 0);
+        return RedisCalls.WithTimeout(
+            EvaluateAsync(RedisRateLimitScripts.ReleaseSha1, RedisRateLimitScripts.Release, keys, args),
+            _timeout,
+            CancellationToken.None);
+    }
+
+    /// <summary>
+    /// A release that may not have reached Redis: one warning per request, and its concurrency operations queued for
+    /// retry (after disposal, or when the queue has stopped, they are given up: the slots expire with their lease).
+    /// </summary>
+    private void OnReleaseFailed(ReleaseBatch batch, Exception exception)
+    {
+        var failedAt = _time.GetTimestamp();
+        foreach (var (requestId, slots) in SlotOperationsByRequest(batch.Operations))
         {
-            if (!string.Equals(last, operation.RequestId, StringComparison.Ordinal))
+            Log.ReleaseFailed(_logger, requestId, LeaseTtl, exception);
+            if (slots.Length == 0)
             {
-                last = operation.RequestId;
-                Log.ReleaseFailed(_logger, operation.RequestId, exception);
+                continue;
+            }
+
+            _metrics.ReleaseFailed();
+            if (_disposed || !_retries.Add(new RetriedRelease(batch.HashTag, requestId, slots, failedAt)))
+            {
+                _metrics.ReleaseAbandoned();
+                Log.ReleaseAbandoned(_logger, requestId, 1, TimeSpan.Zero);
             }
         }
+    }
+
+    /// <summary>Each request's concurrency operations, in the order the requests come (a request's operations are adjacent).</summary>
+    private static List<(string RequestId, ReleaseOperation[] Slots)> SlotOperationsByRequest(List<ReleaseOperation> operations)
+    {
+        var byRequest = new List<(string, ReleaseOperation[])>();
+        var start = 0;
+        for (var j = 1; j <= operations.Count; j++)
+        {
+            if (j == operations.Count || !string.Equals(operations[j].RequestId, operations[start].RequestId, StringComparison.Ordinal))
+            {
+                var slots = operations.GetRange(start, j - start).Where(static o => o.ClassCode == RedisRateLimitScripts.ConcurrencyCode).ToArray();
+                byRequest.Add((operations[start].RequestId, slots));
+                start = j;
+            }
+        }
+
+        return byRequest;
     }
 
     /// <summary>
