@@ -68,6 +68,7 @@ internal sealed class ReleaseRetryQueue
     private readonly Action<RetriedRelease> _landed;
     private readonly Action<RetriedRelease> _gaveUp;
     private readonly Action<int> _resent;
+    private readonly Func<TimeSpan, CancellationToken, Task> _delay;
     private readonly Dictionary<string, List<RetriedRelease>> _byHashTag = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
     private readonly CancellationTokenSource _stopping = new();
@@ -81,14 +82,17 @@ internal sealed class ReleaseRetryQueue
     /// <param name="landed">Called once for a release that landed after a retry.</param>
     /// <param name="gaveUp">Called once for a release given up.</param>
     /// <param name="resent">Called with the number of releases re-sent in one script.</param>
+    /// <param name="delay">Waits between rounds; <see cref="Task.Delay(TimeSpan, TimeProvider, CancellationToken)"/> on <paramref name="time"/> when null (tests step rounds by hand).</param>
     public ReleaseRetryQueue(
         Func<string, List<ReleaseOperation>, Task> send,
         TimeProvider time,
         Func<TimeSpan> giveUpAfter,
         Action<RetriedRelease> landed,
         Action<RetriedRelease> gaveUp,
-        Action<int> resent)
+        Action<int> resent,
+        Func<TimeSpan, CancellationToken, Task>? delay = null)
     {
+        _delay = delay ?? ((wait, token) => Task.Delay(wait, time, token));
         _send = send;
         _time = time;
         _giveUpAfter = giveUpAfter;
@@ -160,7 +164,7 @@ internal sealed class ReleaseRetryQueue
         {
             try
             {
-                await Task.Delay(ReleaseRetryPolicy.DelayBefore(++round), _time, _stopping.Token).ConfigureAwait(false);
+                await _delay(ReleaseRetryPolicy.DelayBefore(++round), _stopping.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -190,6 +190,73 @@ public sealed class CortensorRedisRegistrationTests
     }
 
     [Fact]
+    public void Validator_LeaseDefaults_Accepted_AndMatchTheDocumentedNumbers()
+    {
+        var options = new RedisOptions { ConnectionString = "127.0.0.1:6379" };
+
+        Assert.True(new RedisOptionsCustomValidator().Validate(null, options).Succeeded);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.ConcurrencyLeaseTtl);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.ConcurrencyLeaseRenewInterval);
+    }
+
+    [Theory]
+    // One lost renewal must not cost a live request its slot: TTL >= 2 x interval + operation timeout.
+    [InlineData(20_000, 10_000, 250)]
+    [InlineData(20_249, 10_000, 250)]
+    [InlineData(2_000, 1_000, 1)]
+    // Out of range on their own.
+    [InlineData(3_600_001, 10_000, 250)]
+    public void Validator_LeaseTtl_TooShortForItsRenewals_Refused(int ttlMs, int renewMs, int operationTimeoutMs)
+    {
+        var result = new RedisOptionsCustomValidator().Validate(null, new RedisOptions
+        {
+            ConnectionString = "127.0.0.1:6379",
+            ConcurrencyLeaseTtl = TimeSpan.FromMilliseconds(ttlMs),
+            ConcurrencyLeaseRenewInterval = TimeSpan.FromMilliseconds(renewMs),
+            OperationTimeout = TimeSpan.FromMilliseconds(operationTimeoutMs),
+        });
+
+        Assert.True(result.Failed);
+        Assert.Contains("ConcurrencyLeaseTtl", result.FailureMessage, StringComparison.Ordinal);
+        // Only the TTL is at fault, not the interval on its own.
+        Assert.DoesNotContain("at least 100 ms", result.FailureMessage, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(20_250, 10_000, 250)]
+    [InlineData(1_000, 300, 250)]
+    [InlineData(3_600_000, 300_000, 250)]
+    public void Validator_LeaseTtl_CoversOneLostRenewal_Accepted(int ttlMs, int renewMs, int operationTimeoutMs)
+    {
+        var result = new RedisOptionsCustomValidator().Validate(null, new RedisOptions
+        {
+            ConnectionString = "127.0.0.1:6379",
+            ConcurrencyLeaseTtl = TimeSpan.FromMilliseconds(ttlMs),
+            ConcurrencyLeaseRenewInterval = TimeSpan.FromMilliseconds(renewMs),
+            OperationTimeout = TimeSpan.FromMilliseconds(operationTimeoutMs),
+        });
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(99)]
+    [InlineData(300_001)]
+    public void Validator_LeaseRenewInterval_OutOfRange_Refused(int renewMs)
+    {
+        var result = new RedisOptionsCustomValidator().Validate(null, new RedisOptions
+        {
+            ConnectionString = "127.0.0.1:6379",
+            ConcurrencyLeaseRenewInterval = TimeSpan.FromMilliseconds(renewMs),
+            ConcurrencyLeaseTtl = TimeSpan.FromHours(1),
+        });
+
+        Assert.True(result.Failed);
+        Assert.Contains("ConcurrencyLeaseRenewInterval", result.FailureMessage, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void CreateConfiguration_ForcesFailFastAndNoAbort()
     {
         var configuration = CortensorRedisConnection.CreateConfiguration(new RedisOptions { ConnectionString = "127.0.0.1:6379,abortConnect=true,allowAdmin=true" });
