@@ -247,7 +247,7 @@ internal sealed partial class HotPathEnforcer(
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1310, Level = LogLevel.Warning, Message = "Releasing the rate limit hold of request {RequestId} failed; its slot expires by its TTL")]
+        [LoggerMessage(EventId = 1310, Level = LogLevel.Warning, Message = "Releasing the rate limit hold of request {RequestId} failed; its slot is freed when its lease expires")]
         public static partial void ReleaseFailed(ILogger logger, string requestId, Exception exception);
 
         [LoggerMessage(EventId = 1311, Level = LogLevel.Information, Message = "Request {RequestId} was refused after its router call to {RouterId} had started speculatively; the call was cancelled")]

@@ -20,7 +20,7 @@ public sealed partial class FallbackRateLimiter
         public static partial void StoreRecovered(ILogger logger, TimeSpan outageDuration, int recoveringRules);
 
         [LoggerMessage(EventId = 2103, EventName = "RateLimitReleaseFailed", Level = LogLevel.Warning,
-            Message = "Could not release the rate limit lease of request {RequestId} in the store; its concurrency slots expire by their TTL")]
+            Message = "Could not release the rate limit lease of request {RequestId} in the store; its concurrency slots are freed when their lease in the store expires")]
         public static partial void ReleaseFailed(ILogger logger, string requestId, Exception exception);
 
         [LoggerMessage(EventId = 2104, EventName = "RateLimitStoreCaughtUp", Level = LogLevel.Information,

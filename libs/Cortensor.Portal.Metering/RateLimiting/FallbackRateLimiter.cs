@@ -19,7 +19,7 @@ namespace Cortensor.Portal.Metering.RateLimiting;
 /// decided by the fallback with each quota divided by <see cref="RateLimitingOptions.FallbackReplicas"/> (at least 1)
 /// and comes back with <see cref="RateLimitDecision.Degraded"/> set; its counters carry the divided quotas.</para>
 /// <para>A lease remembers the limiter that admitted it (<see cref="RateLimitLease.Backend"/>) and is released there. A
-/// failing release on the primary is logged and swallowed: its slots expire by their TTL.</para>
+/// failing release on the primary is logged and swallowed: its slots are freed when their lease in the store expires.</para>
 /// <para>No burst at the transitions (<see cref="FallbackCarryOver"/>): the fallback starts each rule from the shared
 /// limiter's last known state instead of a full quota, and after the outage a request the shared limiter admits must
 /// also pass the fallback's state of each rule the fallback decided, until the shared store has caught up with it.

@@ -153,7 +153,7 @@ public interface IRateLimiter
     /// <summary>
     /// Ends an admitted request: frees its concurrency slots and settles tokens (adds
     /// <paramref name="actualTokens"/> − <see cref="RateLimitRequest.Tokens"/> to token rules, a refund when negative).
-    /// Never throws for store failures (a slot left behind expires by its TTL backstop).
+    /// Never throws for store failures (a slot left behind is freed when its lease expires).
     /// </summary>
     ValueTask ReleaseAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken = default);
 }
