@@ -16,13 +16,15 @@ namespace Cortensor.Portal.Gateway.Authentication;
 /// OpenAI clients send) and verifies it. The key is never forwarded and never logged.
 /// </summary>
 /// <remarks>
+/// Requests that fail go through <see cref="FailedAuthenticationGuard"/>: an address past its allowance of failures
+/// gets 429 before its key is read, and a failure never writes a usage row (it is aggregated).
 /// Outcomes: valid → the principal; malformed, unknown, revoked, expired or disabled → 401; forbidden by the
 /// provider → 403; a provider rate limit → 429 with <c>Retry-After</c>; a spent allowance → 429
 /// <c>insufficient_quota</c>; provider unreachable and the key not remembered → 503 with <c>Retry-After</c>.
 /// Rate limits the provider checked go into the request's RateLimit headers; the provider's request id goes into the
 /// logs and the trace (<c>cortensor.key_provider.request_id</c>).
 /// </remarks>
-internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, ILogger<ApiKeyAuthenticator>? logger = null)
+internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, FailedAuthenticationGuard guard, ILogger<ApiKeyAuthenticator>? logger = null)
 {
     /// <summary>Trace tag carrying the key provider's request id (Unkey's <c>req_…</c>).</summary>
     public const string ProviderRequestIdTag = "cortensor.key_provider.request_id";
@@ -31,7 +33,18 @@ internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, ILog
 
     public async ValueTask<ApiKeyPrincipal> AuthenticateAsync(HttpContext context)
     {
-        var presented = ReadPresentedKey(context.Request);
+        var address = ClientAddress.BucketOf(context.Connection.RemoteIpAddress);
+        if (guard.RefuseEarly(context, address) is { } refused)
+        {
+            throw new GatewayException(refused); // before the key is read: protects the key provider and the store
+        }
+
+        var (presented, missing) = ReadPresentedKey(context.Request);
+        if (missing is { } absent)
+        {
+            throw new GatewayException(await guard.FailedAsync(context, address, absent.Reason, chargeAddress: true, absent.Error));
+        }
+
         var verification = await provider.VerifyAsync(presented, context.RequestAborted);
         if (verification.ProviderRequestId is not null || verification.RateLimits.Count > 0)
         {
@@ -48,8 +61,23 @@ internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, ILog
             Log.KeyRefused(_logger, verification.Status, verification.ProviderCode, verification.ProviderRequestId, RequestIds.Get(context));
         }
 
-        throw new GatewayException(ToError(verification, presented));
+        var (reason, clientsFault) = ReasonOf(verification.Status);
+        throw new GatewayException(await guard.FailedAsync(context, address, reason, clientsFault, ToError(verification, presented)));
     }
+
+    /// <summary>The failure's reason, and whether it is the client's own (those count against its address).</summary>
+    private static (string Reason, bool ClientsFault) ReasonOf(ApiKeyVerificationStatus status) => status switch
+    {
+        ApiKeyVerificationStatus.Malformed => (FailedAuthenticationReasons.MalformedApiKey, true),
+        ApiKeyVerificationStatus.Revoked => (FailedAuthenticationReasons.Revoked, true),
+        ApiKeyVerificationStatus.Expired => (FailedAuthenticationReasons.Expired, true),
+        ApiKeyVerificationStatus.Disabled => (FailedAuthenticationReasons.Disabled, true),
+        ApiKeyVerificationStatus.Forbidden => (FailedAuthenticationReasons.Forbidden, false),
+        ApiKeyVerificationStatus.RateLimited => (FailedAuthenticationReasons.ProviderRateLimited, false),
+        ApiKeyVerificationStatus.UsageExceeded => (FailedAuthenticationReasons.UsageExceeded, false),
+        ApiKeyVerificationStatus.Unavailable => (FailedAuthenticationReasons.ProviderUnavailable, false),
+        _ => (FailedAuthenticationReasons.InvalidApiKey, true), // not found, or an outcome this gateway does not know
+    };
 
     private static void Remember(HttpContext context, ApiKeyVerification verification)
     {
@@ -96,23 +124,24 @@ internal sealed partial class ApiKeyAuthenticator(IApiKeyProvider provider, ILog
         return GatewayError.RateLimited("requests", message, retry);
     }
 
-    private static string ReadPresentedKey(HttpRequest request)
+    /// <summary>The presented key, or why there is none.</summary>
+    private static (string Key, (GatewayError Error, string Reason)? Missing) ReadPresentedKey(HttpRequest request)
     {
         var authorization = request.Headers[HeaderNames.Authorization].ToString();
         if (authorization.Length == 0)
         {
             var apiKeyHeader = request.Headers["api-key"].ToString().Trim();
-            return apiKeyHeader.Length > 0 ? apiKeyHeader : throw new GatewayException(GatewayError.MissingApiKey());
+            return apiKeyHeader.Length > 0 ? (apiKeyHeader, null) : ("", (GatewayError.MissingApiKey(), FailedAuthenticationReasons.MissingApiKey));
         }
 
         const string scheme = "Bearer ";
         if (!authorization.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
         {
-            throw new GatewayException(GatewayError.NotBearer());
+            return ("", (GatewayError.NotBearer(), FailedAuthenticationReasons.NotBearer));
         }
 
         var key = authorization.AsSpan(scheme.Length).Trim();
-        return key.Length > 0 ? key.ToString() : throw new GatewayException(GatewayError.MissingApiKey());
+        return key.Length > 0 ? (key.ToString(), null) : ("", (GatewayError.MissingApiKey(), FailedAuthenticationReasons.MissingApiKey));
     }
 
     /// <summary>OpenAI-style mask: a few leading characters and the last four, so users can tell keys apart.</summary>

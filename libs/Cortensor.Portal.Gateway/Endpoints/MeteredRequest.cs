@@ -8,7 +8,10 @@ namespace Cortensor.Portal.Gateway.Endpoints;
 /// <summary>The common start of an inference request: mark it metered, verify the key, then read the body.</summary>
 internal static class MeteredRequest
 {
-    /// <summary>Key first, so a bad key never costs a body read; the state carries the principal for usage records.</summary>
+    /// <summary>
+    /// Key first, so a bad key never costs a body read; the state carries the principal for usage records. Metered
+    /// only once the key is valid: a failed authentication is aggregated, never one usage row each.
+    /// </summary>
     public static async Task<(GatewayRequestState State, Keys.ApiKeyPrincipal Principal, T Body)> StartAsync<T>(
         HttpContext context,
         ApiKeyAuthenticator authenticator,
@@ -17,8 +20,8 @@ internal static class MeteredRequest
         where T : class
     {
         var state = GatewayRequestState.Of(context);
-        state.IsInference = true;
         var principal = await authenticator.AuthenticateAsync(context);
+        state.IsInference = true;
         state.Principal = principal;
         var body = await JsonBodyReader.ReadAsync(context, bodyType, maxBodyBytes);
         return (state, principal, body);

@@ -19,6 +19,10 @@ public sealed class CortensorGatewayOptions
     /// <summary>When the router call may start while a remote rate-limit decision is still on its way (section <c>Cortensor:Gateway:SpeculativeAdmission</c>).</summary>
     [ValidateObjectMembers]
     public SpeculativeAdmissionOptions SpeculativeAdmission { get; set; } = new();
+
+    /// <summary>Limits on requests that fail authentication, per client address (section <c>Cortensor:Gateway:FailedAuthentication</c>).</summary>
+    [ValidateObjectMembers]
+    public Authentication.FailedAuthenticationOptions FailedAuthentication { get; set; } = new();
 }
 
 /// <summary>

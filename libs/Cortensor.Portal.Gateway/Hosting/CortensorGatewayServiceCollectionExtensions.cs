@@ -44,9 +44,12 @@ public static class CortensorGatewayServiceCollectionExtensions
         services.AddOptions<CortensorGatewayOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, CortensorGatewayOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, SpeculativeAdmissionOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Microsoft.Extensions.Options.IValidateOptions<CortensorGatewayOptions>, FailedAuthenticationOptionsValidator>());
         services.AddMetrics();
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<GatewayTelemetry>();
+        services.TryAddSingleton<FailedAuthenticationGuard>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, FailedAuthenticationReporter>());
         services.TryAddSingleton<ApiKeyAuthenticator>();
         services.TryAddSingleton<InferenceService>();
         services.AddOptions<EntitlementCacheOptions>();

@@ -70,7 +70,15 @@ internal sealed partial class GatewayEndpointFilter(
         activity?.SetTag("gen_ai.request.model", model);
         activity?.SetTag("http.response.status_code", status);
         telemetry.RecordRequest(model, status, elapsed);
-        Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, status, elapsed.TotalMilliseconds);
+        if (state.AuthenticationFailed)
+        {
+            // Counted per address and reason instead (events 1410/1411): anyone can send these at any rate.
+            Log.AuthenticationFailed(logger, requestId, context.Request.Method, context.Request.Path, status);
+        }
+        else
+        {
+            Log.Completed(logger, requestId, RequestIds.GetClientId(context), context.Request.Method, context.Request.Path, model, status, elapsed.TotalMilliseconds);
+        }
         return null;
     }
 
@@ -95,6 +103,9 @@ internal sealed partial class GatewayEndpointFilter(
     {
         [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Request {RequestId} (client id {ClientRequestId}) {Method} {Path} model={Model} status={Status} in {ElapsedMs:0.0} ms")]
         public static partial void Completed(ILogger logger, string requestId, string? clientRequestId, string method, string path, string? model, int status, double elapsedMs);
+
+        [LoggerMessage(EventId = 1002, Level = LogLevel.Debug, Message = "Request {RequestId} {Method} {Path} failed authentication: status={Status}")]
+        public static partial void AuthenticationFailed(ILogger logger, string requestId, string method, string path, int status);
 
         [LoggerMessage(EventId = 1001, Level = LogLevel.Error, Message = "Request {RequestId} failed unexpectedly")]
         public static partial void Unhandled(ILogger logger, string requestId, Exception exception);

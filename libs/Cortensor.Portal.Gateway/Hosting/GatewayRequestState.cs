@@ -18,6 +18,9 @@ internal sealed class GatewayRequestState
 
     public ApiKeyPrincipal? Principal { get; set; }
 
+    /// <summary>The key was missing or refused (or its address refused): aggregated, not logged or recorded one by one.</summary>
+    public bool AuthenticationFailed { get; set; }
+
     public string? Model { get; set; }
 
     public string? Pool { get; set; }

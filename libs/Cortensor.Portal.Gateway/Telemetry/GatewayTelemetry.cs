@@ -15,6 +15,7 @@ public sealed class GatewayTelemetry : IDisposable
     private readonly Histogram<double> _duration;
     private readonly Counter<long> _tokens;
     private readonly Counter<long> _speculative;
+    private readonly Counter<long> _authenticationFailures;
 
     public GatewayTelemetry(IMeterFactory meterFactory)
     {
@@ -27,6 +28,10 @@ public sealed class GatewayTelemetry : IDisposable
             "cortensor.gateway.admission.speculative",
             "{request}",
             "Router calls started while the shared rate-limit decision was in flight, by outcome: admitted, or discarded (refused, limiter failed, client left).");
+        _authenticationFailures = _meter.CreateCounter<long>(
+            "cortensor.gateway.authentication.failures",
+            "{request}",
+            "Requests that failed authentication, by reason (address_rate_limited: refused before verification). No address tag: its cardinality is unbounded.");
     }
 
     public void RecordRequest(string? model, int statusCode, TimeSpan duration)
@@ -61,6 +66,14 @@ public sealed class GatewayTelemetry : IDisposable
         if (_speculative.Enabled)
         {
             _speculative.Add(1, new KeyValuePair<string, object?>("cortensor.admission.outcome", admitted ? "admitted" : "discarded"));
+        }
+    }
+
+    public void RecordAuthenticationFailure(string reason)
+    {
+        if (_authenticationFailures.Enabled)
+        {
+            _authenticationFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
         }
     }
 
