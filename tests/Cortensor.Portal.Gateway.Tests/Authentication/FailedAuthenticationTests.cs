@@ -11,6 +11,7 @@ using Cortensor.Portal.Metering.Usage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
 
 namespace Cortensor.Portal.Gateway.Tests.Authentication;
 
@@ -20,7 +21,7 @@ namespace Cortensor.Portal.Gateway.Tests.Authentication;
 /// authenticated requests are unaffected. The host's clock is fake and never advanced unless a test says so, so the
 /// allowance does not refill during a test.
 /// </summary>
-public sealed class FailedAuthenticationTests : IAsyncLifetime
+public sealed class FailedAuthenticationTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const string Attacker = "127.0.0.1";
     private const string Customer = "127.0.0.2"; // the whole of 127/8 is loopback on Linux: a second client address
@@ -60,6 +61,7 @@ public sealed class FailedAuthenticationTests : IAsyncLifetime
         using var failures = new MetricCollector<long>(_host.Services.GetRequiredService<IMeterFactory>(), GatewayTelemetry.Name, "cortensor.gateway.authentication.failures");
         using var requests = new MetricCollector<long>(_host.Services.GetRequiredService<IMeterFactory>(), GatewayTelemetry.Name, "cortensor.gateway.requests");
         using var throttle = new SemaphoreSlim(64);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
 
         // 2,000 garbage keys (three kinds) from 127.0.0.1, with 40 customer requests from 127.0.0.2 in the middle.
         var attack = Enumerable.Range(0, 2000).Select(i => SendAsync(_host.Client, throttle, (i % 3) switch
@@ -71,6 +73,7 @@ public sealed class FailedAuthenticationTests : IAsyncLifetime
         var customer = Enumerable.Range(0, 40).Select(_ => SendAsync(_customer, throttle, key)).ToList();
         var attackResponses = await Task.WhenAll(attack);
         var customerResponses = await Task.WhenAll(customer);
+        var elapsed = clock.Elapsed;
 
         // The allowance does not refill (the clock stands still): exactly the burst was answered 401, the rest 429.
         Assert.Equal(Burst, attackResponses.Count(r => r.Status == HttpStatusCode.Unauthorized));
@@ -98,7 +101,12 @@ public sealed class FailedAuthenticationTests : IAsyncLifetime
         Assert.Equal(2000, measured.Sum(m => m.Value));
         Assert.All(measured, m => Assert.Equal(["reason"], m.Tags.Keys));
         // Refused before verification: all but the burst and those already past the check when it ran out (≤ 64 in flight).
-        Assert.InRange(measured.Where(m => Equals(m.Tags["reason"], FailedAuthenticationReasons.AddressRateLimited)).Sum(m => m.Value), 2000 - Burst - 64, 2000 - Burst - 1);
+        var early = measured.Where(m => Equals(m.Tags["reason"], FailedAuthenticationReasons.AddressRateLimited)).Sum(m => m.Value);
+        Assert.InRange(early, 2000 - Burst - 64, 2000 - Burst - 1);
+        output.WriteLine(
+            $"2,000 failed requests from {Attacker} in {elapsed.TotalSeconds:0.0} s (with 40 customer requests from {Customer}): " +
+            $"{attackResponses.Count(r => r.Status == HttpStatusCode.Unauthorized)} × 401, {attackResponses.Count(r => r.Status == HttpStatusCode.TooManyRequests)} × 429 " +
+            $"({early} before verification), key provider called {_keys.Verifications(k => k != key)} times, usage rows {Sink.Count} (all customers', 40 × 200).");
 
         // One aggregate line per (address, reason) at the next report, adding up to the 2,000.
         _host.Time.Advance(TimeSpan.FromMinutes(1));
