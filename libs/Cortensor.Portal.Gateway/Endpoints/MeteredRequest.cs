@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Http;
 
 namespace Cortensor.Portal.Gateway.Endpoints;
 
-/// <summary>The common start of an inference request: mark it metered, verify the key, then read the body.</summary>
+/// <summary>The common start of an inference request: verify the key, mark it metered, then read the body.</summary>
 internal static class MeteredRequest
 {
     /// <summary>
