@@ -131,7 +131,11 @@ public sealed class Http2BodyTests : IAsyncLifetime
         // connection, so the client gets no answer; the gateway's records must still say 408.
         var send = _host.Client.SendAsync(request, bound.Token);
         await _probe.WaitingForMoreBody.WaitAsync(TimeSpan.FromSeconds(20));
-        await Assert.ThrowsAnyAsync<HttpRequestException>(() => send);
+        // The client sees its connection dropped: SocketsHttpHandler reports it as HttpRequestException, or, when the
+        // abort lands while it is still sending the body, as the body write's cancellation. Either is fine here, as
+        // long as it was not this test's own bound that fired.
+        var dropped = await Assert.ThrowsAnyAsync<Exception>(() => send);
+        Assert.True(dropped is HttpRequestException or OperationCanceledException, dropped.ToString());
         Assert.False(bound.IsCancellationRequested, "the server never gave up on the body");
 
         Assert.Equal(StatusCodes.Status408RequestTimeout, await RecordedStatusAsync());
