@@ -15,7 +15,8 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class CortensorMeteringServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers one <see cref="UsageWriter"/> singleton as itself, as <see cref="IUsageRecorder"/> and as a hosted
+    /// Registers one <see cref="UsageWriter"/> singleton as itself, as <see cref="IUsageRecorder"/>, as
+    /// <see cref="IUsageJournal"/> and as a hosted
     /// service; the <see cref="UsageWriterHealthCheck"/> (named <c>usage-writer</c>); <see cref="InMemoryUsageSink"/> as <see cref="IUsageSink"/> unless a sink is registered (a durable store
     /// replaces it with <c>services.Replace(...)</c>); <see cref="TimeProvider.System"/> unless a time provider is
     /// registered; and metrics. <see cref="UsageWriterOptions"/> are validated at startup. Safe to call more than once.
@@ -79,6 +80,7 @@ public static class CortensorMeteringServiceCollectionExtensions
             sp.GetRequiredService<IMeterFactory>(),
             sp.GetService<ILogger<UsageWriter>>() ?? NullLogger<UsageWriter>.Instance));
         services.TryAddSingleton<IUsageRecorder>(static sp => sp.GetRequiredService<UsageWriter>());
+        services.TryAddSingleton<IUsageJournal>(static sp => sp.GetRequiredService<UsageWriter>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageWriter>(static sp => sp.GetRequiredService<UsageWriter>()));
         return new Builder(services);
     }

@@ -14,6 +14,12 @@ public enum UsageOutcome
 
     /// <summary>The client went away before the answer was complete.</summary>
     Cancelled = 3,
+
+    /// <summary>
+    /// The gateway stopped (crashed, was killed) while the request was in flight: the record was rebuilt on the next
+    /// start from the usage journal (prompt tokens estimated, completion tokens as far as the stream was journaled).
+    /// </summary>
+    Interrupted = 4,
 }
 
 /// <summary>

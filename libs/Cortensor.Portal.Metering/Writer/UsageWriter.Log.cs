@@ -58,5 +58,13 @@ public sealed partial class UsageWriter
         [LoggerMessage(EventId = 2012, EventName = "LoopFailed", Level = LogLevel.Error,
             Message = "Unexpected error in the usage writer loop")]
         public static partial void LoopFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 2020, EventName = "JournalRecovered", Level = LogLevel.Information,
+            Message = "Recovered {Finished} finished and {Interrupted} interrupted usage records from {Segments} journal segments ({Skipped} unreadable lines skipped) in {JournalDirectory}; they are replayed to the store")]
+        public static partial void JournalRecovered(ILogger logger, int finished, int interrupted, int segments, int skipped, string journalDirectory);
+
+        [LoggerMessage(EventId = 2027, EventName = "JournalRecoveryFailed", Level = LogLevel.Error,
+            Message = "Could not recover the usage journal in {JournalDirectory}; its segments are kept for the next start")]
+        public static partial void JournalRecoveryFailed(ILogger logger, string journalDirectory, Exception exception);
     }
 }

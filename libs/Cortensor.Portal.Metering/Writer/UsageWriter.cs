@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Text.Json;
 using System.Threading.Channels;
+using Cortensor.Portal.Metering.Journal;
 using Cortensor.Portal.Metering.Usage;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -13,15 +14,19 @@ namespace Cortensor.Portal.Metering.Writer;
 /// background loop hands batches to the <see cref="IUsageSink"/>. While the sink fails, batches go to an append-only
 /// spill file (JSON Lines) and the sink is probed with backoff; once it works again the spill files are replayed and
 /// deleted. Nothing recorded is dropped: a full queue spills synchronously, and a graceful stop drains the queue.
+/// With the journal on (<see cref="UsageWriterOptions.JournalEnabled"/>), requests are also written ahead to a local
+/// journal when they are admitted (<see cref="Started"/>) and when they end (<see cref="Record"/>), so a crash loses
+/// neither queued records nor requests in flight: the next start stores them (see <see cref="StartAsync"/>).
 /// </summary>
 /// <remarks>
 /// <para>Guarantees: every recorded record reaches the sink at least once, or stays in a spill file that this or the
 /// next start replays. Replays may send a record again, which is why sinks must be idempotent by request id.</para>
-/// <para>Memory is bounded by <see cref="UsageWriterOptions.QueueCapacity"/> plus one batch.</para>
+/// <para>Memory is bounded by <see cref="UsageWriterOptions.QueueCapacity"/> plus one batch (and, with the journal,
+/// the journal lines of the requests in flight or queued).</para>
 /// <para>Start once, stop once: a stopped writer does not restart, and records recorded after the stop go to the
 /// spill file for the next run.</para>
 /// </remarks>
-public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDisposable, IAsyncDisposable
+public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHostedService, IDisposable, IAsyncDisposable
 {
     /// <summary>Name of the <see cref="Meter"/> of the metering pipeline.</summary>
     public const string MeterName = "Cortensor.Portal.Metering";
@@ -33,6 +38,8 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
     private readonly Channel<UsageRecord> _channel;
     private readonly SpillStore _spill;
     private readonly UsageWriterMetrics _metrics;
+    private readonly UsageJournal? _journal;
+    private readonly JournalMetrics? _journalMetrics;
     private readonly CancellationTokenSource _abort = new();
     private readonly Lock _stateLock = new();
     private readonly Dictionary<string, long> _replayOffsets = new(StringComparer.Ordinal);
@@ -77,6 +84,18 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         });
         _spill = new SpillStore(value.SpillDirectory, timeProvider);
         _metrics = new UsageWriterMetrics(meterFactory, () => QueueDepth, () => SpillBytes);
+        if (value.JournalEnabled)
+        {
+            _journalMetrics = new JournalMetrics(meterFactory, () => _journal?.DiskBytes ?? 0, () => _journal?.OpenCount ?? 0);
+            _journal = new UsageJournal(
+                Path.Combine(value.SpillDirectory, JournalFolderName),
+                value.JournalSegmentBytes,
+                value.JournalCommitInterval,
+                value.JournalProgressInterval,
+                timeProvider,
+                _journalMetrics,
+                logger);
+        }
     }
 
     private enum WaitResult
@@ -85,6 +104,9 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         Timeout,
         Completed,
     }
+
+    /// <summary>The journal's folder under <see cref="UsageWriterOptions.SpillDirectory"/>.</summary>
+    public const string JournalFolderName = "journal";
 
     /// <summary>Records waiting in the in-memory queue.</summary>
     public int QueueDepth => _channel.Reader.Count;
@@ -98,19 +120,30 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
     /// <summary>The full path of the spill folder.</summary>
     public string SpillDirectory => _spill.Directory;
 
+    /// <summary>The full path of the journal folder, or null when the journal is off.</summary>
+    public string? JournalDirectory => _journal?.Directory;
+
+    /// <summary>Requests journaled and not yet stored by the sink (0 when the journal is off).</summary>
+    public int JournalOpenCount => _journal?.OpenCount ?? 0;
+
     /// <summary>
     /// One read of the backlog (queue depth against capacity, spill bytes, sink state) for health checks and
     /// dashboards. Each field is read without locks, so the fields may be a moment apart.
     /// </summary>
-    public UsageWriterStatus GetStatus() => new(QueueDepth, _options.QueueCapacity, SpillBytes, _healthy, _stopped);
+    public UsageWriterStatus GetStatus() => new(QueueDepth, _options.QueueCapacity, SpillBytes, _healthy, _stopped)
+    {
+        IsJournalFailing = _journal?.IsFailing ?? false,
+    };
 
     /// <summary>
     /// Queues <paramref name="record"/> without waiting for I/O. When the queue is full (or the writer is stopped) the
     /// record is appended to the spill file under a lock instead: that is the backpressure, and it never drops it.
     /// </summary>
+    /// <remarks>With the journal on, the record is first written to the journal (to the operating system, not fsynced).</remarks>
     public void Record(UsageRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
+        _journal?.Finished(record);
         if (_channel.Writer.TryWrite(record))
         {
             return;
@@ -119,7 +152,25 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         SpillOverflow(record);
     }
 
-    /// <summary>Creates the spill folder and starts the background loop, which first replays spill files left by a previous run.</summary>
+    /// <inheritdoc/>
+    public void Started(UsageStart start)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        _journal?.Started(start);
+    }
+
+    /// <inheritdoc/>
+    public void Streamed(string requestId, int completionTokens)
+    {
+        ArgumentNullException.ThrowIfNull(requestId);
+        _journal?.Streamed(requestId, completionTokens);
+    }
+
+    /// <summary>
+    /// Creates the spill folder, turns a previous run's journal into spilled records (finished records the sink had
+    /// not stored, and an <see cref="UsageOutcome.Interrupted"/> record for each request that never finished), opens a
+    /// new journal, and starts the background loop, which first replays the spill files.
+    /// </summary>
     public Task StartAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -133,6 +184,12 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
             if (_spill.Initialize())
             {
                 Log.LeftoverSpillFound(_logger, _spill.Bytes, _spill.Directory);
+            }
+
+            if (_journal is not null)
+            {
+                RecoverJournal(_journal);
+                _journal.Start();
             }
 
             _loop = Task.Run(RunAsync, CancellationToken.None);
@@ -165,6 +222,9 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         {
             await loop.ConfigureAwait(false);
         }
+
+        // Everything queued is stored or spilled (and so done): a last fsync, and an empty journal is deleted.
+        _journal?.Dispose();
     }
 
     /// <summary>Stops at once: whatever is still queued goes to the spill file.</summary>
@@ -193,6 +253,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
             SpillQueued();
         }
 
+        _journal?.Dispose();
         _spill.Dispose();
         _abort.Dispose();
     }
@@ -219,6 +280,48 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         {
             // Already disposed: the loop has finished.
         }
+    }
+
+    /// <summary>
+    /// Appends what the previous run's journal holds to the spill file (fsynced), then deletes its segments; a crash in
+    /// between appends the same records again on the next start, which the idempotent sink absorbs.
+    /// </summary>
+    private void RecoverJournal(UsageJournal journal)
+    {
+        JournalRecovery recovery;
+        try
+        {
+            recovery = journal.Recover();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalRecoveryFailed(_logger, journal.Directory, ex);
+            return;
+        }
+
+        if (recovery.Files.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            for (var i = 0; i < recovery.Records.Count; i += _options.MaxBatchSize)
+            {
+                var chunk = recovery.Records.Skip(i).Take(_options.MaxBatchSize).ToList();
+                _spill.Append(chunk, flushToDisk: true);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The segments stay: the next start tries again.
+            Log.JournalRecoveryFailed(_logger, journal.Directory, ex);
+            return;
+        }
+
+        journal.DeleteRecovered(recovery.Files);
+        _journalMetrics?.Recovered(recovery.Finished, recovery.Interrupted);
+        Log.JournalRecovered(_logger, recovery.Finished, recovery.Interrupted, recovery.Files.Count, recovery.SkippedLines, journal.Directory);
     }
 
     private void SpillOverflow(UsageRecord record)
@@ -282,6 +385,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
         {
             _spill.Append(batch, flushToDisk: true);
             _metrics.Spilled(batch.Count);
+            _journal?.Done(batch);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -442,6 +546,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
             {
                 _spill.Append(batch, flushToDisk: true);
                 _metrics.Spilled(batch.Count);
+                _journal?.Done(batch);
                 return;
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -487,6 +592,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IHostedService, IDispo
 
         _metrics.BatchWritten(_timeProvider.GetElapsedTime(started), succeeded: true);
         _metrics.Written(batch.Count);
+        _journal?.Done(batch);
         OnSinkSucceeded();
         return (true, true);
     }

@@ -8,7 +8,8 @@ namespace Cortensor.Portal.Metering.Writer;
 /// writer spills rather than drops), so most states are only <see cref="HealthStatus.Degraded"/>:
 /// <list type="bullet">
 /// <item>Degraded: the queue is at least <see cref="NearFullFraction"/> full, the sink is failing (records are
-/// spilling to disk; the store's own check says why), or spilled records are waiting to be replayed.</item>
+/// spilling to disk; the store's own check says why), the usage journal cannot be written, or spilled records are
+/// waiting to be replayed.</item>
 /// <item>The registration's failure status (Unhealthy unless changed): the queue is full, so every new record is
 /// written to disk on the request path, or the writer has stopped.</item>
 /// </list>
@@ -43,6 +44,11 @@ public sealed class UsageWriterHealthCheck(UsageWriter writer) : IHealthCheck
         if (!status.IsSinkHealthy)
         {
             return HealthCheckResult.Degraded(string.Create(CultureInfo.InvariantCulture, $"the usage store is failing: usage is spilling to disk ({status.SpillBytes} bytes waiting)"));
+        }
+
+        if (status.IsJournalFailing)
+        {
+            return HealthCheckResult.Degraded("the usage journal cannot be written to disk: a crash now could lose usage");
         }
 
         if (status.QueueDepth >= status.QueueCapacity * NearFullFraction)

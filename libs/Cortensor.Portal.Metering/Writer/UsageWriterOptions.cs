@@ -2,7 +2,7 @@ using System.ComponentModel.DataAnnotations;
 
 namespace Cortensor.Portal.Metering.Writer;
 
-/// <summary>Tunes the <see cref="UsageWriter"/>: queue size, batching, spill folder and sink retry backoff.</summary>
+/// <summary>Tunes the <see cref="UsageWriter"/>: queue size, batching, spill folder, sink retry backoff and the usage journal.</summary>
 public sealed class UsageWriterOptions
 {
     public const int DefaultQueueCapacity = 100_000;
@@ -41,4 +41,34 @@ public sealed class UsageWriterOptions
     /// <summary>The longest wait between two probes of a failed sink.</summary>
     /// <value>The default value is 30 seconds.</value>
     public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Whether usage is journaled ahead (write-ahead): a request is written to a local journal in
+    /// <c>{SpillDirectory}/journal</c> when it is admitted and when it ends, so a crash loses no usage. The next start
+    /// stores the finished records the sink had not stored and bills requests that never finished as
+    /// <c>Interrupted</c>. Off, a crash loses the queued records and every request in flight.
+    /// </summary>
+    /// <value>The default value is <see langword="true"/>.</value>
+    public bool JournalEnabled { get; set; } = true;
+
+    /// <summary>
+    /// How often the journal is fsynced (group commit). Entries reach the operating system before the request goes
+    /// on, so a killed process loses nothing; a machine that loses power loses at most this much of the journal.
+    /// </summary>
+    /// <value>The default value is 5 milliseconds. From 1 millisecond to 1 second.</value>
+    public TimeSpan JournalCommitInterval { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// Size from which the journal starts a new segment (copying the entries not yet stored) and deletes the older
+    /// ones; the journal stays around this size plus twice the entries not yet stored.
+    /// </summary>
+    /// <value>The default value is 4 MiB. From 4 KiB to 1 GiB.</value>
+    public long JournalSegmentBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// The shortest time between two progress entries of one stream (tokens sent so far, what an interrupted stream
+    /// is billed).
+    /// </summary>
+    /// <value>The default value is 1 second. More than 0, at most 1 hour.</value>
+    public TimeSpan JournalProgressInterval { get; set; } = TimeSpan.FromSeconds(1);
 }

@@ -33,6 +33,21 @@ internal sealed class UsageWriterOptionsCustomValidator : IValidateOptions<Usage
                 nameof(UsageWriterOptions.RetryMaxDelay));
         }
 
+        if (options.JournalCommitInterval < TimeSpan.FromMilliseconds(1) || options.JournalCommitInterval > TimeSpan.FromSeconds(1))
+        {
+            builder.AddError("must be between 1 millisecond and 1 second.", nameof(UsageWriterOptions.JournalCommitInterval));
+        }
+
+        if (options.JournalSegmentBytes < 4 * 1024 || options.JournalSegmentBytes > 1024L * 1024 * 1024)
+        {
+            builder.AddError("must be between 4 KiB (4096) and 1 GiB.", nameof(UsageWriterOptions.JournalSegmentBytes));
+        }
+
+        if (options.JournalProgressInterval <= TimeSpan.Zero || options.JournalProgressInterval > MaxDelay)
+        {
+            builder.AddError("must be greater than 0 and at most 1 hour.", nameof(UsageWriterOptions.JournalProgressInterval));
+        }
+
         if (string.IsNullOrWhiteSpace(options.SpillDirectory))
         {
             builder.AddError("must name a folder.", nameof(UsageWriterOptions.SpillDirectory));
