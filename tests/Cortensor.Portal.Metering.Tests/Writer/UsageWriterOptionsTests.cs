@@ -16,6 +16,10 @@ public sealed class UsageWriterOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(1), options.RetryInitialDelay);
         Assert.Equal(TimeSpan.FromSeconds(30), options.RetryMaxDelay);
         Assert.Equal(Path.Combine(AppContext.BaseDirectory, "App_Data", "spill"), options.SpillDirectory);
+        Assert.True(options.JournalEnabled);
+        Assert.Equal(TimeSpan.FromMilliseconds(5), options.JournalCommitInterval);
+        Assert.Equal(4 * 1024 * 1024, options.JournalSegmentBytes);
+        Assert.Equal(TimeSpan.FromSeconds(1), options.JournalProgressInterval);
         Assert.True(new UsageWriterOptionsValidator().Validate(null, options).Succeeded);
         Assert.True(new UsageWriterOptionsCustomValidator().Validate(null, options).Succeeded);
     }
@@ -41,5 +45,26 @@ public sealed class UsageWriterOptionsTests
 
         Assert.True(result.Failed);
         Assert.Contains(nameof(UsageWriterOptions.RetryInitialDelay), result.FailureMessage, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0, 4096, 1000, nameof(UsageWriterOptions.JournalCommitInterval))]
+    [InlineData(2000, 4096, 1000, nameof(UsageWriterOptions.JournalCommitInterval))]
+    [InlineData(5, 1024, 1000, nameof(UsageWriterOptions.JournalSegmentBytes))]
+    [InlineData(5, 4096, 0, nameof(UsageWriterOptions.JournalProgressInterval))]
+    public void CustomValidator_JournalOutOfRange_FailsNamingTheOption(int commitMs, long segmentBytes, int progressMs, string option)
+    {
+        var options = new UsageWriterOptions
+        {
+            JournalCommitInterval = TimeSpan.FromMilliseconds(commitMs),
+            JournalSegmentBytes = segmentBytes,
+            JournalProgressInterval = TimeSpan.FromMilliseconds(progressMs),
+        };
+
+        var result = new UsageWriterOptionsCustomValidator().Validate(null, options);
+
+        Assert.True(result.Failed);
+        Assert.Contains(option, result.FailureMessage, StringComparison.Ordinal);
+        Assert.Throws<OptionsValidationException>(() => UsageWriterOptionsCustomValidator.ThrowIfInvalid(options));
     }
 }
