@@ -98,7 +98,7 @@ internal static class ChatCompletionsEndpoint
             if (text.Length > 0)
             {
                 emitted.Append(text);
-                GatewayRequestState.Of(context).CompletionChars = emitted.Length;
+                GatewayRequestState.Of(context).Streamed(emitted.Length);
                 await writer.WriteAsync(new ChatDeltaDto(null, text), null);
             }
 

@@ -138,7 +138,7 @@ internal static class CompletionsEndpoint
             if (chunk.Text.Length > 0)
             {
                 emitted.Append(chunk.Text);
-                GatewayRequestState.Of(context).CompletionChars = emitted.Length;
+                GatewayRequestState.Of(context).Streamed(emitted.Length);
                 await WriteAsync(new TextChoiceDto(chunk.Text, 0, null, null));
             }
 

@@ -6,6 +6,7 @@ using Cortensor.Portal.Gateway.Inference;
 using Cortensor.Portal.Gateway.Telemetry;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Metering.RateLimiting;
+using Cortensor.Portal.Metering.Usage;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -15,7 +16,8 @@ namespace Cortensor.Portal.Gateway.Enforcement;
 /// Steps 4 and 5 of the hot path, then the router call: entitlement (the alias is not disabled and is allowed for
 /// this key, org and plan), one rate limit decision for the key and its org, and only then (or, with speculative
 /// admission, while the decision is on its way) the router call. Cached entitlements and one limiter call: no
-/// database round trip, at most one Redis round trip.
+/// database round trip, at most one Redis round trip. Right before the router is called the request is written to
+/// the usage journal, so a crash from then on still bills it (as interrupted).
 /// </summary>
 internal sealed partial class HotPathEnforcer(
     EntitlementCache entitlements,
@@ -23,6 +25,8 @@ internal sealed partial class HotPathEnforcer(
     IRateLimiter limiter,
     AdmissionHeadroom headroom,
     GatewayTelemetry telemetry,
+    IUsageJournal journal,
+    TimeProvider time,
     ILogger<HotPathEnforcer> logger)
 {
     /// <summary>
@@ -45,6 +49,7 @@ internal sealed partial class HotPathEnforcer(
         {
             // No limits configured for this key.
             state.Routed(routed.Model.Pool, routed.Target.RouterId, routed.EstimatedPromptTokens);
+            Journal(context, state, principal, routed);
             timer.RouterStarted();
             return await call(context.RequestAborted);
         }
@@ -58,6 +63,7 @@ internal sealed partial class HotPathEnforcer(
             var decision = await acquire;
             timer.LimitsDecided(started);
             Admit(context, state, principal, routed, decision, remote);
+            Journal(context, state, principal, routed);
             timer.RouterStarted();
             return await call(context.RequestAborted);
         }
@@ -83,6 +89,7 @@ internal sealed partial class HotPathEnforcer(
     {
         var speculation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         context.Response.RegisterForDispose(speculation);
+        Journal(context, state, principal, routed);
         timer.RouterStarted();
         var routerCall = call(speculation.Token);
         try
@@ -110,6 +117,32 @@ internal sealed partial class HotPathEnforcer(
 
         telemetry.RecordSpeculativeAdmission(admitted: true);
         return await routerCall;
+    }
+
+    /// <summary>Writes the request's start to the usage journal (no fsync wait): from here a crash bills it as interrupted.</summary>
+    private void Journal(HttpContext context, GatewayRequestState state, ApiKeyPrincipal principal, RoutedRequest routed)
+    {
+        var requestId = RequestIds.Get(context);
+        if (state.ReceivedAt == default)
+        {
+            state.ReceivedAt = time.GetUtcNow();
+        }
+
+        journal.Started(new UsageStart
+        {
+            RequestId = requestId,
+            StartedAt = state.ReceivedAt,
+            OrgId = principal.OrgId,
+            KeyId = principal.KeyId,
+            Model = routed.Model.Alias,
+            Pool = routed.Model.Pool,
+            RouterId = routed.Target.RouterId,
+            EstimatedPromptTokens = routed.EstimatedPromptTokens,
+            Stream = state.Stream,
+            Method = context.Request.Method,
+            Path = context.Request.Path.Value ?? "",
+        });
+        state.Journaled(journal, requestId);
     }
 
     private async Task DiscardAsync<T>(Task<T> routerCall, Func<T, ValueTask>? discard, string requestId)

@@ -22,6 +22,7 @@ internal sealed partial class GatewayEndpointFilter(
         var context = invocation.HttpContext;
         var requestId = RequestIds.Get(context);
         var start = time.GetTimestamp();
+        var receivedAt = GatewayRequestState.Of(context).ReceivedAt = time.GetUtcNow(); // the usage record's time, journaled at admission
         using var activity = GatewayTelemetry.ActivitySource.StartActivity("cortensor.gateway.request");
         var clientClosed = false;
         activity?.SetTag("cortensor.request_id", requestId);
@@ -62,7 +63,7 @@ internal sealed partial class GatewayEndpointFilter(
         if (state.IsInference)
         {
             // Exactly one usage event and one request-log row per request, however it ended.
-            var record = state.ToRecord(context, requestId, time.GetUtcNow(), status, elapsed);
+            var record = state.ToRecord(context, requestId, receivedAt, status, elapsed);
             usage.Record(record);
             enforcer.Release(state, record.Usage.PromptTokens + record.Usage.CompletionTokens);
         }

@@ -32,7 +32,18 @@ internal sealed class GatewayRequestState
     public int EstimatedPromptTokens { get; set; }
 
     /// <summary>Characters sent to the client so far, to estimate usage of a stream that ended early.</summary>
-    public int CompletionChars { get; set; }
+    public int CompletionChars { get; private set; }
+
+    /// <summary>
+    /// When the request arrived: the time of its usage record, and of its usage journal entry, so a record rebuilt
+    /// after a crash and the finished one are the same row in every store.
+    /// </summary>
+    public DateTimeOffset ReceivedAt { get; set; }
+
+    /// <summary>The journal the request's start was written to (its stream progress goes there too).</summary>
+    private IUsageJournal? _journal;
+
+    private string? _journaledRequestId;
 
     /// <summary>Final counts once known (router usage or estimate).</summary>
     public (int Prompt, int Completion, bool Estimated)? Tokens { get; set; }
@@ -61,6 +72,23 @@ internal sealed class GatewayRequestState
         Pool = pool;
         RouterId = routerId;
         EstimatedPromptTokens = estimatedPromptTokens;
+    }
+
+    /// <summary>Notes that the request's start is in <paramref name="journal"/>.</summary>
+    public void Journaled(IUsageJournal journal, string requestId)
+    {
+        _journal = journal;
+        _journaledRequestId = requestId;
+    }
+
+    /// <summary>Notes what a stream has sent so far; the journal keeps it (throttled) for a crash.</summary>
+    public void Streamed(int completionChars)
+    {
+        CompletionChars = completionChars;
+        if (_journal is not null && _journaledRequestId is not null)
+        {
+            _journal.Streamed(_journaledRequestId, (completionChars + 3) / 4);
+        }
     }
 
     public static GatewayRequestState Of(HttpContext context)

@@ -29,6 +29,7 @@ internal sealed partial class UsageJournal : IDisposable
 {
     internal const string SegmentPrefix = "usage-journal-";
     internal const string SegmentExtension = ".jsonl";
+    internal const string LockFileName = "journal.lock";
     private const byte NewLine = (byte)'\n';
 
     [ThreadStatic]
@@ -53,6 +54,7 @@ internal sealed partial class UsageJournal : IDisposable
     private int _writeFailing;
     private int _commitFailing;
     private Task? _loop;
+    private FileStream? _folderLock;
     private bool _disposed;
 
     public UsageJournal(string directory, long segmentBytes, TimeSpan commitInterval, TimeSpan progressInterval, TimeProvider timeProvider, JournalMetrics metrics, ILogger logger)
@@ -68,6 +70,9 @@ internal sealed partial class UsageJournal : IDisposable
 
     public string Directory => _directory;
 
+    /// <summary>True once <see cref="Start"/> has opened a segment (the folder was ours).</summary>
+    public bool IsStarted => Volatile.Read(ref _loop) is not null;
+
     /// <summary>Requests journaled and not yet stored by the sink.</summary>
     public int OpenCount => _open.Count;
 
@@ -78,7 +83,26 @@ internal sealed partial class UsageJournal : IDisposable
     public bool IsFailing => Volatile.Read(ref _writeFailing) != 0 || Volatile.Read(ref _commitFailing) != 0;
 
     /// <summary>
-    /// Reads the segments a previous run left (call before <see cref="Start"/>): finished records the sink has not
+    /// Takes the folder for this journal: an exclusive lock on <c>journal.lock</c> (held until disposed, released by
+    /// the OS if the process dies). False when another journal (process or writer) holds it: this one must not
+    /// read or write the folder.
+    /// </summary>
+    public bool TryLock()
+    {
+        System.IO.Directory.CreateDirectory(_directory);
+        try
+        {
+            _folderLock = new FileStream(Path.Combine(_directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Reads the segments a previous run left (call after <see cref="TryLock"/>, before <see cref="Start"/>): finished records the sink has not
     /// stored, and one <see cref="UsageOutcome.Interrupted"/> record per request that started and never finished.
     /// Unreadable lines (a write torn by the crash) are skipped. The files stay until <see cref="DeleteRecovered"/>.
     /// </summary>
@@ -286,6 +310,7 @@ internal sealed partial class UsageJournal : IDisposable
             }
         }
 
+        _folderLock?.Dispose();
         _stop.Dispose();
     }
 

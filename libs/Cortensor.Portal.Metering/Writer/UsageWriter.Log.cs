@@ -66,5 +66,9 @@ public sealed partial class UsageWriter
         [LoggerMessage(EventId = 2027, EventName = "JournalRecoveryFailed", Level = LogLevel.Error,
             Message = "Could not recover the usage journal in {JournalDirectory}; its segments are kept for the next start")]
         public static partial void JournalRecoveryFailed(ILogger logger, string journalDirectory, Exception exception);
+
+        [LoggerMessage(EventId = 2028, EventName = "JournalFolderInUse", Level = LogLevel.Warning,
+            Message = "The usage journal folder {JournalDirectory} is in use by another usage writer (one process per spill folder); this writer runs without a journal, so a crash can lose its usage")]
+        public static partial void JournalFolderInUse(ILogger logger, string journalDirectory);
     }
 }

@@ -123,6 +123,9 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
     /// <summary>The full path of the journal folder, or null when the journal is off.</summary>
     public string? JournalDirectory => _journal?.Directory;
 
+    /// <summary>True while requests are journaled: the journal is on and this writer holds its folder.</summary>
+    public bool IsJournaling => _journal?.IsStarted ?? false;
+
     /// <summary>Requests journaled and not yet stored by the sink (0 when the journal is off).</summary>
     public int JournalOpenCount => _journal?.OpenCount ?? 0;
 
@@ -186,7 +189,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
                 Log.LeftoverSpillFound(_logger, _spill.Bytes, _spill.Directory);
             }
 
-            if (_journal is not null)
+            if (_journal is not null && TryLockJournal(_journal))
             {
                 RecoverJournal(_journal);
                 _journal.Start();
@@ -286,6 +289,25 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
     /// Appends what the previous run's journal holds to the spill file (fsynced), then deletes its segments; a crash in
     /// between appends the same records again on the next start, which the idempotent sink absorbs.
     /// </summary>
+    private bool TryLockJournal(UsageJournal journal)
+    {
+        try
+        {
+            if (journal.TryLock())
+            {
+                return true;
+            }
+
+            Log.JournalFolderInUse(_logger, journal.Directory);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalRecoveryFailed(_logger, journal.Directory, ex);
+        }
+
+        return false;
+    }
+
     private void RecoverJournal(UsageJournal journal)
     {
         JournalRecovery recovery;

@@ -33,6 +33,11 @@ public sealed class UsageJournalTests
         var copy = WriterHarness.NewTempDirectory();
         foreach (var file in Directory.EnumerateFiles(spillDirectory, "*", SearchOption.AllDirectories))
         {
+            if (Path.GetFileName(file) == "journal.lock")
+            {
+                continue; // empty, and locked by the live writer; a dead process holds no lock
+            }
+
             var target = Path.Combine(copy, Path.GetRelativePath(spillDirectory, file));
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             using var source = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
@@ -46,7 +51,7 @@ public sealed class UsageJournalTests
     private static string[] Segments(string spillDirectory)
     {
         var journal = Path.Combine(spillDirectory, JournalFolder);
-        return Directory.Exists(journal) ? Directory.GetFiles(journal).Order(StringComparer.Ordinal).ToArray() : [];
+        return Directory.Exists(journal) ? Directory.GetFiles(journal, "*.jsonl").Order(StringComparer.Ordinal).ToArray() : [];
     }
 
     [Fact]
@@ -259,6 +264,27 @@ public sealed class UsageJournalTests
             Assert.Equal(UsageOutcome.Interrupted, afterCrash.Store.Records.Single(r => r.Usage.RequestId == "req_long_stream").Usage.Outcome);
             Assert.Equal(1, afterCrash.Store.Count); // the stored short requests are not sent again
         }
+    }
+
+    [Fact]
+    public async Task Journal_SecondWriterOnTheSameFolder_RunsWithoutJournal_AndLeavesTheFirstOnesEntriesAlone()
+    {
+        var firstSink = new GatedSink();
+        await using var first = new WriterHarness(firstSink);
+        await first.Writer.StartAsync(default);
+        first.Writer.Started(Start("req_in_flight"));
+
+        var secondSink = new RecordingSink();
+        await using var second = new WriterHarness(secondSink, spillDirectory: first.SpillDirectory) { DeleteSpillDirectoryOnDispose = false };
+        await second.Writer.StartAsync(default);
+        await second.StopAsync();
+
+        Assert.True(first.Writer.IsJournaling);
+        Assert.False(second.Writer.IsJournaling);
+        Assert.Contains(second.Logger.Collector.GetSnapshot(), r => r.Id.Id == 2028);
+        Assert.Equal(0, secondSink.Calls); // the live writer's request was not taken for an interrupted one
+        Assert.Single(Segments(first.SpillDirectory));
+        firstSink.Open();
     }
 
     [Fact]
