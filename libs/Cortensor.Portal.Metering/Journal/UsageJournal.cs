@@ -32,6 +32,9 @@ internal sealed partial class UsageJournal : IDisposable
     internal const string LockFileName = "journal.lock";
     private const byte NewLine = (byte)'\n';
 
+    /// <summary>Journal folders held by a writer of this process (a second one here is a test or hosting setup, not another replica).</summary>
+    private static readonly ConcurrentDictionary<string, bool> HeldInProcess = new(StringComparer.Ordinal);
+
     [ThreadStatic]
     private static LineBuffer? t_buffer;
 
@@ -87,18 +90,28 @@ internal sealed partial class UsageJournal : IDisposable
     /// the OS if the process dies). False when another journal (process or writer) holds it: this one must not
     /// read or write the folder.
     /// </summary>
-    public bool TryLock()
+    /// <param name="heldInProcess">True when the holder is another writer of this process.</param>
+    public bool TryLock(out bool heldInProcess)
     {
         System.IO.Directory.CreateDirectory(_directory);
-        try
-        {
-            _folderLock = new FileStream(Path.Combine(_directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            return true;
-        }
-        catch (IOException)
+        heldInProcess = HeldInProcess.ContainsKey(_directory);
+        if (heldInProcess)
         {
             return false;
         }
+
+        try
+        {
+            _folderLock = new FileStream(Path.Combine(_directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            heldInProcess = HeldInProcess.ContainsKey(_directory);
+            return false;
+        }
+
+        HeldInProcess[_directory] = true;
+        return true;
     }
 
     /// <summary>
@@ -310,7 +323,12 @@ internal sealed partial class UsageJournal : IDisposable
             }
         }
 
-        _folderLock?.Dispose();
+        if (_folderLock is not null)
+        {
+            HeldInProcess.TryRemove(_directory, out _);
+            _folderLock.Dispose();
+        }
+
         _stop.Dispose();
     }
 

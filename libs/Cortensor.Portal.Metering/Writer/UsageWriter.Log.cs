@@ -70,5 +70,9 @@ public sealed partial class UsageWriter
         [LoggerMessage(EventId = 2028, EventName = "JournalFolderInUse", Level = LogLevel.Warning,
             Message = "The usage journal folder {JournalDirectory} is in use by another usage writer (one process per spill folder); this writer runs without a journal, so a crash can lose its usage")]
         public static partial void JournalFolderInUse(ILogger logger, string journalDirectory);
+
+        [LoggerMessage(EventId = 2029, EventName = "JournalFolderInUseInProcess", Level = LogLevel.Information,
+            Message = "The usage journal folder {JournalDirectory} is in use by another usage writer of this process (set a spill folder per host); this writer runs without a journal")]
+        public static partial void JournalFolderInUseInProcess(ILogger logger, string journalDirectory);
     }
 }

@@ -293,12 +293,19 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
     {
         try
         {
-            if (journal.TryLock())
+            if (journal.TryLock(out var heldInProcess))
             {
                 return true;
             }
 
-            Log.JournalFolderInUse(_logger, journal.Directory);
+            if (heldInProcess)
+            {
+                Log.JournalFolderInUseInProcess(_logger, journal.Directory);
+            }
+            else
+            {
+                Log.JournalFolderInUse(_logger, journal.Directory);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -312,6 +312,55 @@ public abstract class StoreContractTests
     }
 
     [Fact]
+    public async Task Usage_Interrupted_IsStoredAndReadBack()
+    {
+        await using var store = await CreateStoreAsync();
+        var start = new UsageStart
+        {
+            RequestId = "req_interrupted",
+            StartedAt = BaseTime,
+            OrgId = "org_a",
+            KeyId = "key_1",
+            Model = "m1",
+            Pool = "p1",
+            RouterId = "r1",
+            EstimatedPromptTokens = 12,
+            Stream = true,
+            Method = "POST",
+            Path = "/v1/chat/completions",
+        };
+        var record = InterruptedUsage.Create(start, completionTokens: 7, elapsedMs: 900);
+
+        await store.Sink.WriteBatchAsync([record], CancellationToken.None);
+
+        Assert.Equal(record.Usage, await store.Reader.FindUsageEventAsync("req_interrupted"));
+        var log = await store.Reader.FindRequestLogAsync("req_interrupted");
+        Assert.Equal(InterruptedUsage.StatusCode, log!.StatusCode);
+        Assert.Equal(InterruptedUsage.ErrorCode, log.ErrorCode);
+        Assert.Equal(new UsageTotals(1, 12, 7), await store.Reader.GetTotalsAsync("org_a", BaseTime, BaseTime.AddSeconds(1)));
+    }
+
+    [Fact]
+    public async Task Usage_InterruptedAfterFinishedOfTheSameRequest_NeverOverwritesIt()
+    {
+        // A journal replayed after a crash could send an interrupted record for a request whose finished record was
+        // already stored (the same request id and time): the finished one stays.
+        await using var store = await CreateStoreAsync();
+        var finished = NewUsage("req_1", "org_a", "key_1", BaseTime, 10, 20, UsageOutcome.Succeeded);
+        var interrupted = InterruptedUsage.Create(
+            new UsageStart { RequestId = "req_1", StartedAt = BaseTime, OrgId = "org_a", KeyId = "key_1", EstimatedPromptTokens = 10, Method = "POST", Path = "/v1/chat/completions" },
+            completionTokens: 3,
+            elapsedMs: 50);
+
+        await store.Sink.WriteBatchAsync([finished], CancellationToken.None);
+        await store.Sink.WriteBatchAsync([interrupted], CancellationToken.None);
+
+        Assert.Equal(UsageOutcome.Succeeded, (await store.Reader.FindUsageEventAsync("req_1"))!.Outcome);
+        Assert.Equal(200, (await store.Reader.FindRequestLogAsync("req_1"))!.StatusCode);
+        Assert.Equal(new UsageTotals(1, 10, 20), await store.Reader.GetTotalsAsync("org_a", BaseTime, BaseTime.AddSeconds(1)));
+    }
+
+    [Fact]
     public async Task Usage_ReplaySameBatch_DoesNotDoubleCount()
     {
         await using var store = await CreateStoreAsync();
