@@ -1,6 +1,7 @@
 using System.Globalization;
 using Cortensor.Portal.Benchmarks;
 using Cortensor.Portal.Benchmarks.Enforcement;
+using Cortensor.Portal.Benchmarks.Journal;
 using Cortensor.Portal.Benchmarks.Micro;
 using Cortensor.Portal.Benchmarks.Suite;
 
@@ -64,6 +65,9 @@ switch (args.Length == 0 ? "" : args[0])
         return await SuiteBenchmark.RunAsync(settings, commandLine);
     }
 
+    case "journal":
+        return await JournalBenchmark.RunAsync(args[1..], "dotnet run -c Release --project benchmarks/Cortensor.Portal.Benchmarks -- " + string.Join(' ', args));
+
     case "micro":
         return MicroRunner.Run(args[1..]);
 
@@ -75,5 +79,6 @@ switch (args.Length == 0 ? "" : args[0])
         Console.Error.WriteLine(MicroRunner.Usage);
         Console.Error.WriteLine(IngestBenchmark.Usage);
         Console.Error.WriteLine(EnforcementBenchmark.Usage);
+        Console.Error.WriteLine(JournalBenchmark.Usage);
         return 2;
 }

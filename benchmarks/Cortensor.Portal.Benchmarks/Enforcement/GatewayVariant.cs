@@ -64,6 +64,9 @@ internal sealed record GatewaySetup(VariantKind Kind, IReadOnlyList<GatewayModel
     /// <summary>Keep the durable store's own usage sink (as deployed) instead of the shared in-memory one.</summary>
     public bool RealUsageSink { get; init; }
 
+    /// <summary>More configuration keys for this variant (for example <c>Cortensor:Usage:JournalEnabled</c>), applied last.</summary>
+    public IReadOnlyDictionary<string, string?>? ExtraSettings { get; init; }
+
     /// <summary>Listen for HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1: many streams over few client connections.</summary>
     public bool Http2Cleartext { get; init; }
 
@@ -355,6 +358,11 @@ internal sealed class GatewayVariant : IAsyncDisposable
                 settings[prefix + "TokensPerMinute"] = (60 * Huge).ToString(CultureInfo.InvariantCulture); // the limiter's ceiling: one token per µs
                 settings[prefix + "ConcurrentRequests"] = Huge.ToString(CultureInfo.InvariantCulture);
             }
+        }
+
+        foreach (var (key, value) in setup.ExtraSettings ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
         }
 
         return settings;
