@@ -6,6 +6,7 @@ using Cortensor.Portal.Fleet.Configuration;
 using Cortensor.Portal.Gateway.Entitlements;
 using Cortensor.Portal.Gateway.Telemetry;
 using Cortensor.Portal.Keys;
+using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Metering.Writer;
 using Cortensor.Portal.Testing.Redis;
 using Cortensor.Portal.Storage.Tests.Postgres;
@@ -191,7 +192,7 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task RedisDown_FailOpen_NoFiveHundreds_LocalLimitApplies_AndSharedLimitingResumes()
+    public async Task RedisDown_FailOpen_NoFiveHundreds_LocalLimitApplies_NoFreshBurst_AndSharedLimitingResumes()
     {
         using var redis = RedisServerProcess.StartNew(); // our own server, so it can be stopped
         var settings = new[]
@@ -214,22 +215,37 @@ public sealed class TwoReplicaHotPathTests : IAsyncLifetime
             whileDown.Add(await ChatAsync(httpA, key));
         }
 
+        // Decided locally at 6 / 2 = 3 per minute, starting where A last saw Redis (one of six used, so the rule is
+        // full again 10 s later): of the local 3 (one per 20 s) half a unit is used, so 2 more pass, not a full 3.
         Assert.DoesNotContain(whileDown, r => (int)r.StatusCode >= 500);
-        Assert.Equal(3, whileDown.Count(r => r.StatusCode == HttpStatusCode.OK)); // 6 / 2 replicas, decided locally
-        Assert.Equal(2, whileDown.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+        Assert.Equal(2, whileDown.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(3, whileDown.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
 
         redis.Start(); // empty: the shared counters start over
 
-        // Wait until each replica decides on Redis again (each reconnects on its own): its per-second quota is 50
-        // there and 50 / 2 = 25 in the fallback, so a remaining count above 24 shows the shared counter.
-        await UntilAsync(async () => IsShared(await ChatAsync(httpA, key)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
-        await UntilAsync(async () => IsShared(await ChatAsync(httpB, key)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
-        var fromA = await ChatAsync(httpA, key);
-        var fromB = await ChatAsync(httpB, key);
+        // Each replica tries Redis again on a request once a second; the drained key's refusals drive the probes.
+        // A key used while a replica was on its fallback is held to that local state after the return, so the
+        // shared check below uses a key issued after both replicas are back on Redis.
+        foreach (var (replica, http) in new[] { (a, httpA), (b, httpB) })
+        {
+            var limiter = replica.Services.GetRequiredService<FallbackRateLimiter>();
+            await UntilAsync(async () => { await ChatAsync(http, key); return !limiter.IsDegraded; }, Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        }
+
+        // On Redis the fresh key's per-second quota is 50 (25 in the fallback), so a remaining count above 24 shows
+        // the shared counter.
+        var fresh = await a.IssueKeyAsync();
+        await UntilAsync(async () => IsShared(await ChatAsync(httpA, fresh)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        await UntilAsync(async () => IsShared(await ChatAsync(httpB, fresh)), Stopwatch.StartNew(), TimeSpan.FromSeconds(10));
+        var fromA = await ChatAsync(httpA, fresh);
+        var fromB = await ChatAsync(httpB, fresh);
 
         Assert.Equal(HttpStatusCode.OK, fromA.StatusCode);
         Assert.Equal(HttpStatusCode.OK, fromB.StatusCode);
         Assert.Equal(Remaining(fromA, "key-rpm") - 1, Remaining(fromB, "key-rpm")); // shared again: B counted A's request
+
+        // Redis came back empty, but the key A drained while it was down gets no fresh burst from A.
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await ChatAsync(httpA, key)).StatusCode);
     }
 
     private static bool IsShared(HttpResponseMessage response)
