@@ -259,9 +259,11 @@ internal static class RedisRateLimitScripts
 
     /// <summary>
     /// KEYS[j]: a concurrency slot set of one hash tag; ARGV[1]: the lease TTL (µs); ARGV[j + 1]: the request id whose
-    /// slot in KEYS[j] is renewed. Moves each slot's expiry to now + TTL only where the slot still exists (XX: a slot
-    /// already released or expired is never brought back), and makes each set live at least that long.
-    /// Returns the indexes j of the slots that were not there any more (released meanwhile, or expired).
+    /// slot in KEYS[j] is renewed. Sets each slot's expiry to now + TTL, and makes each set live at least that long.
+    /// A slot that was gone or already expired (Redis out of reach for longer than the TTL, or released since the
+    /// caller's snapshot) is put back all the same: the caller renews only requests it believes still run, so their
+    /// slots must count. Returns the indexes j of those slots; the caller releases again the ones whose request
+    /// ended meanwhile (that release runs after this script, on the same connection).
     /// </summary>
     public const string Renew = """
         if redis.replicate_commands then redis.replicate_commands() end
@@ -274,7 +276,9 @@ internal static class RedisRateLimitScripts
         local seen = {}
         for j = 1, #KEYS do
           local key = KEYS[j]
-          if redis.call('ZADD', key, 'XX', 'CH', score, ARGV[j + 1]) == 0 then missing[#missing + 1] = j end
+          local held = redis.call('ZSCORE', key, ARGV[j + 1])
+          if not held or tonumber(held) <= now then missing[#missing + 1] = j end
+          redis.call('ZADD', key, score, ARGV[j + 1])
           if not seen[key] then
             seen[key] = true
             -- never shortens a set's life (a slot of a replica configured with a longer TTL may be in it)

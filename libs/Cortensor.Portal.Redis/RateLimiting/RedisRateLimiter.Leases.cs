@@ -145,14 +145,26 @@ public sealed partial class RedisRateLimiter
                 _timeout,
                 CancellationToken.None).ConfigureAwait(false))!;
             var lost = 0;
+            List<ReleaseOperation>? ended = null;
             foreach (var index in missing)
             {
-                // A slot released since the snapshot is missing too; only one still tracked was lost (it expired
-                // while Redis was out of reach for longer than the TTL). It is not renewed again: XX never re-adds.
-                if (_leases.Remove(owners[(int)index - 1].Request))
+                // The script put the slot back. A request still tracked had lost it (Redis out of reach for longer
+                // than the TTL) and now counts again; one that ended since the snapshot must not hold it, so its
+                // slot is released again, behind this script.
+                var owner = owners[(int)index - 1];
+                if (_leases.Contains(owner.Request))
                 {
                     lost++;
                 }
+                else
+                {
+                    (ended ??= []).Add(new ReleaseOperation(keys[(int)index - 1], RedisRateLimitScripts.ConcurrencyCode, 0, 0, owner.Request.RequestId, 0));
+                }
+            }
+
+            if (ended is not null)
+            {
+                _ = SendReleasesAsync(new ReleaseBatch(owners[0].Request.HashTag, ended, new TaskCompletionSource()));
             }
 
             if (lost > 0)
@@ -186,6 +198,8 @@ internal sealed class InFlightLeases
 
     /// <returns>True when it was tracked.</returns>
     public bool Remove(RateLimitRequest request) => _leases.TryRemove(request, out _);
+
+    public bool Contains(RateLimitRequest request) => _leases.ContainsKey(request);
 
     /// <summary>The leases to renew by hash tag; leases admitted <paramref name="maxAge"/> or more ago are dropped (counted, not returned).</summary>
     public (Dictionary<string, List<InFlightLease>> ByHashTag, int TooOld) Snapshot(long now, TimeSpan maxAge, TimeProvider time)

@@ -28,7 +28,7 @@ public sealed partial class RedisRateLimiter
         public static partial void LeaseRenewalFailed(ILogger logger, int count, TimeSpan leaseTtl, Exception exception);
 
         [LoggerMessage(EventId = 8005, EventName = "RateLimitLeasesLost", Level = LogLevel.Warning,
-            Message = "{Lost} of {Count} concurrency slots renewed had expired in Redis (unreachable for longer than the lease TTL); those requests run on without a slot")]
+            Message = "{Lost} of {Count} concurrency slots renewed had expired in Redis (unreachable for longer than the lease TTL); they were put back, so those requests count again")]
         public static partial void LeasesLost(ILogger logger, int lost, int count);
 
         [LoggerMessage(EventId = 8006, EventName = "RateLimitLeasesHeldTooLong", Level = LogLevel.Warning,

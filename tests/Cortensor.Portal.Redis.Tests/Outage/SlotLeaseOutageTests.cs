@@ -163,6 +163,32 @@ public sealed class SlotLeaseOutageTests : IDisposable
     }
 
     [Fact]
+    public async Task A_running_requests_slot_that_expired_while_Redis_was_out_of_reach_is_put_back_by_the_next_renewal()
+    {
+        _scope.Options.ConcurrencyLeaseTtl = TimeSpan.FromSeconds(1);
+        _scope.Options.ConcurrencyLeaseRenewInterval = TimeSpan.FromMilliseconds(300);
+        using var lost = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), RedisMetrics.MeterName, RedisMetrics.LeasesLostName);
+        var live = CreateRedisLimiter(TimeProvider.System);
+        var tag = NewId();
+        var slots = live.GetKey(tag, "key", "k", Concurrency.Name);
+        var running = await live.AcquireAsync(Request(tag));
+        Assert.True(running.IsAllowed);
+
+        // As after an outage longer than the TTL: the slot has expired, and an admitting acquire purged it.
+        Assert.True(await _admin.GetDatabase().SortedSetRemoveAsync(slots, running.Lease!.Request.RequestId));
+        Assert.Equal(0, await InFlightAsync(slots));
+
+        // The request still runs, so the next renewal puts its slot back and says so.
+        await Poll.UntilAsync(async () => await InFlightAsync(slots) == 1, TimeSpan.FromSeconds(3), "the running request's slot is back");
+        await Poll.UntilAsync(() => lost.GetMeasurementSnapshot().Sum(static m => m.Value) >= 1, TimeSpan.FromSeconds(2));
+
+        // Ended, it is released and no renewal brings it back.
+        await live.ReleaseAsync(running.Lease!, 0);
+        await Task.Delay(TimeSpan.FromMilliseconds(700));
+        Assert.Null(await _admin.GetDatabase().SortedSetScoreAsync(slots, running.Lease!.Request.RequestId));
+    }
+
+    [Fact]
     public async Task A_release_that_never_reached_Redis_is_retried_until_it_lands()
     {
         // The limiter's clock is fake: its retries run only when the test moves it, so the slot is surely back in
