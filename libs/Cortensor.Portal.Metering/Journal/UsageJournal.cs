@@ -126,9 +126,15 @@ internal sealed partial class UsageJournal : IDisposable
         var requests = new Dictionary<string, RecoveredRequest>(StringComparer.Ordinal);
         var order = new List<string>();
         var skipped = 0;
-        foreach (var (number, path) in files)
+        // Numbered from the whole listing first: if a segment cannot be read, the next start's fresh segment must
+        // still not collide with one that is left.
+        foreach (var (number, _) in files)
         {
             _nextSegmentNumber = Math.Max(_nextSegmentNumber, number + 1);
+        }
+
+        foreach (var (_, path) in files)
+        {
             skipped += ReadSegment(path, requests, order);
         }
 

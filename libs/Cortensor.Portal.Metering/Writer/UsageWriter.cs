@@ -52,6 +52,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
     private int _recordedAfterStopLogged;
     private int _disposed;
     private volatile bool _stopped;
+    private volatile bool _journalStartFailed;
 
     /// <summary>Creates a writer; options are validated here (throws <see cref="OptionsValidationException"/>).</summary>
     public UsageWriter(
@@ -135,7 +136,7 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
     /// </summary>
     public UsageWriterStatus GetStatus() => new(QueueDepth, _options.QueueCapacity, SpillBytes, _healthy, _stopped)
     {
-        IsJournalFailing = _journal?.IsFailing ?? false,
+        IsJournalFailing = _journalStartFailed || (_journal?.IsFailing ?? false),
     };
 
     /// <summary>
@@ -192,7 +193,17 @@ public sealed partial class UsageWriter : IUsageRecorder, IUsageJournal, IHosted
             if (_journal is not null && TryLockJournal(_journal))
             {
                 RecoverJournal(_journal);
-                _journal.Start();
+                try
+                {
+                    _journal.Start();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    _journalStartFailed = true;
+                    // The portal still serves (usage goes through the queue and the spill as before the journal);
+                    // the usage-writer health check reports the journal as not writable.
+                    Log.JournalRecoveryFailed(_logger, _journal.Directory, ex);
+                }
             }
 
             _loop = Task.Run(RunAsync, CancellationToken.None);

@@ -173,7 +173,19 @@ internal sealed class ReleaseRetryQueue
                 return;
             }
 
-            if (await RoundAsync(giveUpFailures: false).ConfigureAwait(false))
+            bool landed;
+            try
+            {
+                landed = await RoundAsync(giveUpFailures: false).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Sends never throw; only a callback (a log sink) could. The loop must live on, or no retry would
+                // run again and Add would never restart it.
+                landed = false;
+            }
+
+            if (landed)
             {
                 // Everything due landed: Redis answers, so the next failure starts from the shortest wait again.
                 round = 0;
