@@ -78,6 +78,20 @@ public sealed class UsageRecordingTests : GatewayTestBase
     }
 
     [Fact]
+    public async Task CancellationTheClientDidNotCause_Is500_AndStillRecordedOnce()
+    {
+        // A timeout somewhere below the gateway surfaces as a cancellation while the client is still there.
+        Host.Router.OnCall = static () => throw new OperationCanceledException("a timeout below the gateway");
+
+        var response = await Host.ChatAsync(Http.Chat(), Key);
+
+        Assert.Equal(500, (int)response.StatusCode);
+        var record = await RecordForAsync(response);
+        Assert.Equal(500, record.Log.StatusCode);
+        Assert.Equal("server_error", record.Log.ErrorCode);
+    }
+
+    [Fact]
     public async Task RouterUnavailable_RecordsUpstreamFailure()
     {
         Host.Router.Failure = new RouterException(RouterFailureKind.Unavailable, "busy", statusCode: 503);

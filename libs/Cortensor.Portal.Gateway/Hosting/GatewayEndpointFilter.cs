@@ -49,8 +49,10 @@ internal sealed partial class GatewayEndpointFilter(
                 context.Response.StatusCode = StatusCodes.Status499ClientClosedRequest;
             }
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex)
         {
+            // Also a cancellation the client did not cause (a timeout somewhere below): still one record and a
+            // released hold below, never an escaped request the journal would later bill as interrupted.
             Log.Unhandled(logger, requestId, ex);
             GatewayRequestState.Of(context).ErrorCode = "server_error";
             await WriteErrorAsync(context, GatewayError.Internal());
