@@ -127,6 +127,7 @@ internal sealed partial class FailedAuthenticationGuard
         {
             RequestId = RequestIds.Get(context),
             HashTag = Scope + ":" + address,
+            Ephemeral = true, // one partition per address: nothing kept for customers' keys may be evicted by a flood
             Partitions = [new RateLimitPartition(Scope, address, [new RateLimitRule(RuleName, RateLimitClass.Requests, options.Burst, options.Window)])],
         };
 

@@ -99,7 +99,7 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
                 }
 
                 var backend = RateLimitingMetrics.SharedBackend;
-                if (CarryOver.ObserveShared(request, decision))
+                if (!request.Ephemeral && CarryOver.ObserveShared(request, decision))
                 {
                     backend = RateLimitingMetrics.RecoveryBackend;
                     var refused = CarryOver.CheckRecovering(request, Divide(request, Math.Max(1, _options.CurrentValue.FallbackReplicas)), decision);
@@ -145,7 +145,11 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
     /// <summary>Releases a lease of the primary; a refused-after-all one keeps its charges (no token refund).</summary>
     private async ValueTask ReleaseSharedAsync(RateLimitLease lease, int actualTokens, CancellationToken cancellationToken)
     {
-        CarryOver.ReleasedShared(lease.Request);
+        if (!lease.Request.Ephemeral)
+        {
+            CarryOver.ReleasedShared(lease.Request);
+        }
+
         try
         {
             await _primary.ReleaseAsync(lease, actualTokens, cancellationToken);
@@ -177,7 +181,11 @@ public sealed partial class FallbackRateLimiter : IRateLimiter
         var divided = Divide(request, Math.Max(1, options.FallbackReplicas));
         var rules = RateLimitConventions.CountRules(request);
         Span<int> held = rules <= 16 ? stackalloc int[rules] : new int[rules];
-        CarryOver.PrepareFallback(request, held);
+        if (!request.Ephemeral)
+        {
+            CarryOver.PrepareFallback(request, held);
+        }
+
         var decision = Fallback.Acquire(divided, held);
         return decision with { Degraded = true };
     }

@@ -47,6 +47,13 @@ public sealed record RateLimitRequest
     /// <summary>Tokens charged to <see cref="RateLimitClass.Tokens"/> rules at admission (an estimate; settled on release).</summary>
     public int Tokens { get; init; }
 
+    /// <summary>
+    /// The request's partitions are many, distinct and short-lived (one per client address, as for failed
+    /// authentications): limiters keep nothing about them beyond their counters (no state carried across a store
+    /// outage, no cached keys), so a flood of them cannot evict what is kept for customers' keys.
+    /// </summary>
+    public bool Ephemeral { get; init; }
+
     /// <summary>Every rule with its partition, in request order (partition, then rule).</summary>
     /// <remarks>
     /// A struct enumerator over the lists' indexers: limiters walk the rules several times per request, and

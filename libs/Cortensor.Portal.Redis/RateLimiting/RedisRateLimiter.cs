@@ -147,7 +147,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         for (var p = 0; p < request.Partitions.Count; p++)
         {
             var partition = request.Partitions[p];
-            var partitionKeys = keySets[p] = KeysOf(request.HashTag, partition);
+            var partitionKeys = keySets[p] = KeysOf(request.HashTag, partition, request.Ephemeral);
             for (var r = 0; r < partition.Rules.Count; r++)
             {
                 var rule = partition.Rules[r];
@@ -273,7 +273,7 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
         for (var p = 0; p < request.Partitions.Count; p++)
         {
             var partition = request.Partitions[p];
-            var partitionKeys = KeysOf(request.HashTag, partition);
+            var partitionKeys = KeysOf(request.HashTag, partition, request.Ephemeral);
             for (var r = 0; r < partition.Rules.Count; r++)
             {
                 var rule = partition.Rules[r];
@@ -462,12 +462,13 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
     /// <summary>
     /// The keys of <paramref name="partition"/>'s rules, in rule order. Every request of a key names the same keys,
     /// so they are built once per partition and rule names (12 strings per request otherwise), in a table that is
-    /// emptied when it reaches <see cref="MaxCachedPartitions"/> entries.
+    /// emptied when it reaches <see cref="MaxCachedPartitions"/> entries. An <paramref name="ephemeral"/> partition's
+    /// keys are built each time and never cached: a flood of them must not empty the table customers' keys use.
     /// </summary>
-    private PartitionKeys KeysOf(string hashTag, RateLimitPartition partition)
+    private PartitionKeys KeysOf(string hashTag, RateLimitPartition partition, bool ephemeral)
     {
         var subject = (hashTag, partition.Scope, partition.Id);
-        if (_partitionKeys.TryGetValue(subject, out var cached) && SameNames(cached.Names, partition.Rules))
+        if (!ephemeral && _partitionKeys.TryGetValue(subject, out var cached) && SameNames(cached.Names, partition.Rules))
         {
             return cached;
         }
@@ -480,12 +481,17 @@ public sealed partial class RedisRateLimiter : IRateLimiter, IAsyncDisposable, I
             keys[r] = GetKey(hashTag, partition.Scope, partition.Id, names[r]);
         }
 
+        var created = new PartitionKeys(names, keys);
+        if (ephemeral)
+        {
+            return created;
+        }
+
         if (_partitionKeys.Count >= MaxCachedPartitions)
         {
             _partitionKeys.Clear();
         }
 
-        var created = new PartitionKeys(names, keys);
         _partitionKeys[subject] = created;
         return created;
 

@@ -252,6 +252,23 @@ public sealed class FallbackTransitionTests : IDisposable
         Assert.Equal(1, carryOver.Count);
     }
 
+    [Fact]
+    public async Task EphemeralRequests_LeaveNothingInTheCarryOver_SoAFloodOfAddressesCannotEvictKeys()
+    {
+        var customer = NewId();
+        await _limiter.AcquireAsync(Rps(customer, 10));
+        Assert.Equal(1, _limiter.CarryOver.Count);
+
+        // One partition per client address, as failed authentications are counted.
+        for (var i = 0; i < 100; i++)
+        {
+            var lease = (await _limiter.AcquireAsync(Rps(NewId(), 10) with { Ephemeral = true })).Lease;
+            await _limiter.ReleaseAsync(lease!, 0);
+        }
+
+        Assert.Equal(1, _limiter.CarryOver.Count);
+    }
+
     private async Task<int> CountAdmittedAsync(string key, long quota, int requests)
     {
         var admitted = 0;
