@@ -93,9 +93,11 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
             }
 
             // Requests that got no answer may or may not have been admitted before the kill: at most one row each.
+            // One may also have finished: its usage is recorded (journaled Finished) before the response's last bytes
+            // leave the process, so the kill can fall between the two: succeeded (0) or interrupted (4).
             var others = rows.Where(r => !completed.ContainsKey(r.RequestId) && !streamIds.Contains(r.RequestId)).ToList();
             Assert.True(others.Count <= unanswered, $"{others.Count} rows for {unanswered} unanswered requests");
-            Assert.All(others, r => Assert.Equal(4, r.Outcome));
+            Assert.All(others, r => Assert.Contains(r.Outcome, new[] { 0, 4 }));
             Assert.Equal(rows.Count, rows.Select(r => r.RequestId).Distinct().Count());
             Assert.All(rows, r => Assert.NotNull(r.StatusCode)); // a request-log row for every usage row
             Assert.Contains("interrupted usage records from", secondLog, StringComparison.Ordinal); // JournalRecovered (2020)
