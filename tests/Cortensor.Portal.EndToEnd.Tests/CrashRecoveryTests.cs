@@ -4,7 +4,10 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Cortensor.Portal.Metering.RateLimiting;
+using Cortensor.Portal.Testing.Redis;
 using Microsoft.Data.Sqlite;
+using StackExchange.Redis;
 using Xunit.Abstractions;
 
 namespace Cortensor.Portal.EndToEnd.Tests;
@@ -12,7 +15,8 @@ namespace Cortensor.Portal.EndToEnd.Tests;
 /// <summary>
 /// The portal host as its own process on SQLite, killed with SIGKILL (<see cref="Process.Kill()"/>) while streams
 /// are open and short requests are in flight, then started again on the same data folder: the usage journal must
-/// give every admitted request exactly one usage row (interrupted where it never finished).
+/// give every admitted request exactly one usage row (interrupted where it never finished). In Redis mode the killed
+/// replica's concurrency slots must also free themselves within one (short) lease TTL.
 /// </summary>
 public sealed class CrashRecoveryTests(ITestOutputHelper output)
 {
@@ -20,8 +24,72 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
     private static readonly TimeSpan TrafficDuration = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan ShortRequestInterval = TimeSpan.FromMilliseconds(10); // about 100 req/s
 
+    // Redis mode: a short slot lease (renewed every second), so a killed replica's slots must be gone within seconds.
+    // 3 s is the validator's least for these values: 2 x renew interval + operation timeout.
+    private static readonly TimeSpan LeaseTtl = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan LeaseRenewInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan RedisOperationTimeout = TimeSpan.FromSeconds(1); // a busy test machine is not an outage
+
     [Fact]
-    public async Task Kill9_WithOpenStreamsAndShortRequestsInFlight_AfterRestartEveryAdmittedRequestHasExactlyOneUsageRow()
+    public Task Kill9_WithOpenStreamsAndShortRequestsInFlight_AfterRestartEveryAdmittedRequestHasExactlyOneUsageRow()
+        => KillRestartAndCheckUsageAsync(new Dictionary<string, string>(), afterKill: null);
+
+    [Fact]
+    public async Task Kill9_InRedisMode_NoSlotOutlivesTheLease_AndAfterRestartEveryAdmittedRequestHasExactlyOneUsageRow()
+    {
+        // The shared test server (redis-server, or Garnet with CORTENSOR_TEST_REDIS=garnet); a fresh prefix isolates this run.
+        var prefix = "crash-" + Guid.NewGuid().ToString("N")[..8] + ":";
+        var settings = new Dictionary<string, string>
+        {
+            ["Cortensor__HotPath__Mode"] = "Redis",
+            ["ConnectionStrings__Redis"] = LocalRedisServer.ConnectionString,
+            ["Cortensor__Redis__KeyPrefix"] = prefix,
+            ["Cortensor__Redis__OperationTimeout"] = RedisOperationTimeout.ToString("c", CultureInfo.InvariantCulture),
+            ["Cortensor__Redis__ConcurrencyLeaseTtl"] = LeaseTtl.ToString("c", CultureInfo.InvariantCulture),
+            ["Cortensor__Redis__ConcurrencyLeaseRenewInterval"] = LeaseRenewInterval.ToString("c", CultureInfo.InvariantCulture),
+        };
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(LocalRedisServer.ConnectionString);
+
+        await KillRestartAndCheckUsageAsync(settings, afterKill: async () =>
+        {
+            // Right after the kill the dead replica's slots are still held (so this check can fail)...
+            var held = await CountLiveSlotsAsync(redis, prefix);
+            output.WriteLine($"live concurrency slots right after the kill: {held}");
+            Assert.True(held >= Streams, $"{held} live slots right after the kill, expected at least the {Streams} open streams'");
+
+            // ...and nobody renews them any more: all are gone within one lease TTL (plus slack for a busy machine).
+            var stopwatch = Stopwatch.StartNew();
+            var deadline = LeaseTtl + TimeSpan.FromSeconds(2);
+            while ((held = await CountLiveSlotsAsync(redis, prefix)) > 0 && stopwatch.Elapsed < deadline)
+            {
+                await Task.Delay(100);
+            }
+
+            output.WriteLine($"live concurrency slots {stopwatch.Elapsed.TotalSeconds:0.0} s after the kill: {held}");
+            Assert.True(held == 0, $"{held} concurrency slots still live {deadline.TotalSeconds:0} s after the kill (lease TTL {LeaseTtl.TotalSeconds:0} s)");
+        });
+    }
+
+    /// <summary>
+    /// Concurrency slots whose lease has not expired by Redis's clock, over every per-key slot set under
+    /// <paramref name="prefix"/> (<c>{prefix}rl:{org}:key:{id}:concurrency</c>, scored by expiry in µs).
+    /// </summary>
+    private static async Task<long> CountLiveSlotsAsync(ConnectionMultiplexer redis, string prefix)
+    {
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        var db = redis.GetDatabase();
+        var time = (RedisResult[])(await db.ExecuteAsync("TIME"))!; // seconds, microseconds: the clock the scripts read
+        var now = ((long)time[0] * 1_000_000) + (long)time[1];
+        var live = 0L;
+        await foreach (var key in server.KeysAsync(pattern: $"{prefix}rl:*:{RateLimitPlanner.KeyScope}:*:{RateLimitPlanner.ConcurrencyRule}", pageSize: 100))
+        {
+            live += await db.SortedSetLengthAsync(key, now, double.PositiveInfinity, Exclude.Start);
+        }
+
+        return live;
+    }
+
+    private async Task KillRestartAndCheckUsageAsync(IReadOnlyDictionary<string, string> settings, Func<Task>? afterKill)
     {
         var data = Path.Combine(Path.GetTempPath(), "cportal-crash-" + Guid.NewGuid().ToString("N")[..8]);
         try
@@ -30,7 +98,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
             var completed = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
             var unanswered = 0;
 
-            await using (var first = HostProcess.Start(data))
+            await using (var first = HostProcess.Start(data, settings))
             {
                 var key = await first.ReadyAsync(expectKey: true);
                 using var http = new HttpClient { BaseAddress = first.BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
@@ -55,6 +123,11 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
                 }
 
                 first.Kill(); // SIGKILL: no shutdown, no flush
+                if (afterKill is not null)
+                {
+                    await afterKill();
+                }
+
                 await Task.WhenAll(shortRequests);
                 await Task.WhenAll(readers);
                 Assert.NotEmpty(completed);
@@ -62,7 +135,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
 
             // The restart replays the journal before serving; a graceful stop then leaves the store complete.
             string secondLog;
-            await using (var second = HostProcess.Start(data))
+            await using (var second = HostProcess.Start(data, settings))
             {
                 await second.ReadyAsync(expectKey: false);
                 Assert.Equal(0, await second.StopGracefullyAsync());
@@ -213,7 +286,8 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
             }
         }
 
-        public static HostProcess Start(string data)
+        /// <summary>Starts the host; <paramref name="extra"/> environment settings add to or override the defaults.</summary>
+        public static HostProcess Start(string data, IReadOnlyDictionary<string, string> extra)
         {
             var url = $"http://127.0.0.1:{FreePort()}";
             var info = new ProcessStartInfo(DotnetHost())
@@ -254,7 +328,7 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
                 ["Logging__LogLevel__Default"] = "Information",
                 ["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning",
             };
-            foreach (var (name, value) in settings)
+            foreach (var (name, value) in settings.Concat(extra))
             {
                 info.Environment[name] = value;
             }
