@@ -14,8 +14,13 @@ namespace Cortensor.Portal.Fleet.Protocols;
 /// <item>LF, CRLF or CR line endings; blank lines optional; <c>:</c> comments and <c>event:</c>/<c>id:</c>/<c>retry:</c> lines ignored.</item>
 /// <item>The end is <c>data: [DONE]</c>, a non-null <c>finish_reason</c> (its text is still emitted), or EOF.</item>
 /// <item>The text is <c>choices[0].text</c>, else <c>choices[0].delta.content</c>, else top-level <c>content</c> / <c>text</c>.</item>
-/// <item>Several miners may share one stream: the parser locks onto the first <c>task_id</c> (or <c>id</c> when there is
-/// no task id) and drops chunks with another key.</item>
+/// <item>Ownership: the stream locks onto the first <c>task_id</c> it carries; a chunk with another <c>task_id</c> (or a
+/// <c>client_reference</c> other than ours) is someone else's text, so the stream fails with
+/// <see cref="RouterException"/> (<see cref="RouterFailureKind.BadResponse"/>) and that chunk is never passed on. Chunks
+/// without a <c>task_id</c> are kept (the router's own final chunk may carry only <c>id</c>).</item>
+/// <item>Miners: older routers interleaved several miners' outputs of one task; the first <c>id</c> seen is locked too, and
+/// chunks with another <c>id</c> are dropped. The two locks are separate, so a stream whose chunks carry only
+/// <c>task_id</c> and only <c>id</c> by turns keeps every chunk.</item>
 /// <item>A malformed data line is skipped and logged at debug level. A data payload <c>{"error":…}</c> without choices
 /// ends the stream with <see cref="RouterException"/> (<see cref="RouterFailureKind.BadResponse"/>).</item>
 /// </list>
@@ -24,16 +29,19 @@ internal sealed partial class CortensorSseParser
 {
     private readonly ILogger logger;
     private readonly bool stopAtFinishReason;
+    private readonly string? clientReference;
 
     /// <param name="logger">Receives debug events (never the chunk text).</param>
     /// <param name="stopAtFinishReason">
     /// End the stream at the first non-null <c>finish_reason</c> (Cortensor routers). OpenAI-compatible upstreams send the
     /// usage chunk after the finish reason, so they read on to <c>[DONE]</c>.
     /// </param>
-    public CortensorSseParser(ILogger? logger = null, bool stopAtFinishReason = true)
+    /// <param name="clientReference">Our <c>client_reference</c>; a chunk echoing another one fails the stream.</param>
+    public CortensorSseParser(ILogger? logger = null, bool stopAtFinishReason = true, string? clientReference = null)
     {
         this.logger = logger ?? NullLogger.Instance;
         this.stopAtFinishReason = stopAtFinishReason;
+        this.clientReference = clientReference;
     }
 
     /// <summary>The longest line a router may send (a chunk is a few hundred bytes); a longer one fails the stream.</summary>
@@ -110,6 +118,13 @@ internal sealed partial class CortensorSseParser
             await reader.CompleteAsync();
         }
 
+        if (state.ForeignOwner is { } foreign)
+        {
+            throw new RouterException(
+                RouterFailureKind.BadResponse,
+                $"The router's stream switched to another {foreign} mid-stream; its text may belong to another request and was not passed on.");
+        }
+
         if (state.Error is { } error)
         {
             throw new RouterException(RouterFailureKind.BadResponse, "The router reported an error inside its stream.")
@@ -179,7 +194,7 @@ internal sealed partial class CortensorSseParser
             return;
         }
 
-        if (!TryParseChunk(data, out var chunk, out var key, out var error))
+        if (!TryParseChunk(data, out var chunk, out var owner, out var error))
         {
             Log.MalformedDataLine(logger, (int)data.Length);
             return;
@@ -192,16 +207,39 @@ internal sealed partial class CortensorSseParser
             return;
         }
 
-        if (key is not null)
+        if (clientReference is not null && owner.ClientReference is { } echoed && !string.Equals(echoed, clientReference, StringComparison.Ordinal))
         {
-            if (state.LockedKey is null)
+            Log.ForeignOwner(logger, "client_reference");
+            state.ForeignOwner = "client_reference";
+            state.Ended = true;
+            return;
+        }
+
+        if (owner.TaskId is { } taskId)
+        {
+            if (state.LockedTaskId is null)
             {
-                state.LockedKey = key;
-                Log.StreamLocked(logger, key);
+                state.LockedTaskId = taskId;
+                Log.StreamLocked(logger, taskId);
             }
-            else if (!string.Equals(state.LockedKey, key, StringComparison.Ordinal))
+            else if (!string.Equals(state.LockedTaskId, taskId, StringComparison.Ordinal))
             {
-                Log.ForeignChunkDropped(logger, key, state.LockedKey);
+                Log.ForeignOwner(logger, "task_id");
+                state.ForeignOwner = "task_id";
+                state.Ended = true;
+                return;
+            }
+        }
+
+        if (owner.Id is { } id)
+        {
+            if (state.LockedId is null)
+            {
+                state.LockedId = id;
+            }
+            else if (!string.Equals(state.LockedId, id, StringComparison.Ordinal))
+            {
+                Log.ForeignChunkDropped(logger, id, state.LockedId);
                 return;
             }
         }
@@ -246,7 +284,12 @@ internal sealed partial class CortensorSseParser
     /// <summary>What the parser knows about its stream so far.</summary>
     private sealed class ParseState
     {
-        public string? LockedKey { get; set; }
+        public string? LockedTaskId { get; set; }
+
+        public string? LockedId { get; set; }
+
+        /// <summary>Set when a chunk named another owner (<c>task_id</c> or <c>client_reference</c>): the stream fails.</summary>
+        public string? ForeignOwner { get; set; }
 
         public bool SawData { get; set; }
 
@@ -255,10 +298,13 @@ internal sealed partial class CortensorSseParser
         public string? Error { get; set; }
     }
 
-    private static bool TryParseChunk(ReadOnlySequence<byte> data, out RouterStreamChunk chunk, out string? key, out string? error)
+    /// <summary>Who a chunk says it belongs to; any part may be missing.</summary>
+    private readonly record struct ChunkOwner(string? TaskId, string? Id, string? ClientReference);
+
+    private static bool TryParseChunk(ReadOnlySequence<byte> data, out RouterStreamChunk chunk, out ChunkOwner owner, out string? error)
     {
         chunk = default;
-        key = null;
+        owner = default;
         error = null;
         JsonDocument document;
         try
@@ -301,7 +347,7 @@ internal sealed partial class CortensorSseParser
 
             text ??= RouterHttp.GetString(root, "content") ?? RouterHttp.GetString(root, "text");
             finishReason ??= RouterHttp.GetString(root, "finish_reason");
-            key = RouterHttp.GetScalar(root, "task_id") ?? RouterHttp.GetScalar(root, "id");
+            owner = new ChunkOwner(RouterHttp.GetScalar(root, "task_id"), RouterHttp.GetScalar(root, "id"), RouterHttp.GetScalar(root, "client_reference"));
             chunk = new RouterStreamChunk(text ?? "", finishReason, RouterHttp.ReadUsage(root));
             return true;
         }
@@ -318,7 +364,11 @@ internal sealed partial class CortensorSseParser
         public static partial void StreamLocked(ILogger logger, string taskKey);
 
         [LoggerMessage(EventId = 4062, EventName = "RouterStreamForeignChunkDropped", Level = LogLevel.Debug,
-            Message = "Dropped a router stream chunk of task {TaskKey}; the stream is locked onto task {LockedTaskKey}")]
-        public static partial void ForeignChunkDropped(ILogger logger, string taskKey, string lockedTaskKey);
+            Message = "Dropped a router stream chunk with id {ChunkId} (another miner); the stream is locked onto id {LockedId}")]
+        public static partial void ForeignChunkDropped(ILogger logger, string chunkId, string lockedId);
+
+        [LoggerMessage(EventId = 4063, EventName = "RouterStreamForeignOwner", Level = LogLevel.Warning,
+            Message = "A router stream chunk carried another {Field} than the stream's own; the stream fails and the chunk is not passed on")]
+        public static partial void ForeignOwner(ILogger logger, string field);
     }
 }

@@ -104,7 +104,7 @@ internal sealed partial class RouterCallRunner(TimeProvider timeProvider, ILogge
                         if (enumerator is null)
                         {
                             var body = await response.Content.ReadAsStreamAsync(linked.Token);
-                            enumerator = new CortensorSseParser(logger, stopStreamAtFinishReason)
+                            enumerator = new CortensorSseParser(logger, stopStreamAtFinishReason, request.ClientReference)
                                 .ParseAsync(body, linked.Token)
                                 .GetAsyncEnumerator(linked.Token);
                         }
