@@ -26,6 +26,9 @@ public sealed class SimulatedRouterSettings
 
     public bool InterleaveMiners { get; set; }
 
+    /// <summary>Per-stream token queues (<c>ENABLE_STREAM_QUEUE_NON_BLOCKING=1</c>); off: streams on one session collide.</summary>
+    public bool NonBlockingStreamQueue { get; set; }
+
     public SimulatedUrlForms UrlForms { get; set; } = SimulatedUrlForms.Both;
 
     public bool PlainTextErrors { get; set; }
@@ -43,6 +46,7 @@ public sealed class SimulatedRouterSettings
         OmitUsage = OmitUsage,
         OmitDone = OmitDone,
         InterleaveMiners = InterleaveMiners,
+        NonBlockingStreamQueue = NonBlockingStreamQueue,
         UrlForms = UrlForms,
         PlainTextErrors = PlainTextErrors,
         AppendTurnMarker = AppendTurnMarker,

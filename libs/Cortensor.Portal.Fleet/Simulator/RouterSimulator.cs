@@ -12,6 +12,9 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
     private const string RouterName = "cortensor-router-simulator";
     private const string Version = "simulator-1";
     private const string SecondMinerPrefix = "[miner-2] ";
+    private const string RouterAddress = "0x00000000000000000000000000000000000000f0";
+    private const string FirstMinerAddress = "0x00000000000000000000000000000000000000a1";
+    private const string SecondMinerAddress = "0x00000000000000000000000000000000000000a2";
 
     private static readonly string[] ApiVersions = ["v1", "v2", "v3"];
     private static readonly byte[] DataPrefix = "data: "u8.ToArray();
@@ -20,26 +23,47 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
 
     private readonly Lock _diceGate = new();
     private readonly long _startedAt = options.TimeProvider.GetTimestamp();
+    private readonly SimulatedTasks _tasks = new();
+    private readonly SessionStreamQueues _streamQueues = new();
     private Random? _dice;
     private int? _diceSeed;
     private long _sequence;
 
+    // The shapes of /status and /info are those community clients declare for real routers (tensorme-advanced types).
     public Task StatusAsync(HttpContext context) => GetAsync(context, () => WriteJsonAsync(
         context,
         new SimStatus(
-            "ok",
-            RouterName,
-            Version,
-            (long)options.TimeProvider.GetElapsedTime(_startedAt).TotalSeconds,
             options.Sessions.Count,
             Miners().Count,
-            stats.TotalCompletions),
+            CpuUsage: 0,
+            MemoryUsage: 0,
+            (long)options.TimeProvider.GetElapsedTime(_startedAt).TotalSeconds),
         SimulatorJsonContext.Default.SimStatus));
 
     public Task InfoAsync(HttpContext context) => GetAsync(context, () => WriteJsonAsync(
         context,
-        new SimInfo(RouterName, Version, "Simulated Cortensor router node", ApiVersions, Streaming: true),
+        new SimInfo(
+            options.Sessions.Count,
+            RouterAddress,
+            "127.0.0.1",
+            RouterName,
+            new SimNodeStats(DedicatedCount: Miners().Count, EphemeralCount: 0, TotalCount: Miners().Count),
+            options.Sessions.Count,
+            Version),
         SimulatorJsonContext.Default.SimInfo));
+
+    /// <summary><c>GET /api/v1/tasks/{sessionId}/{taskId}</c>: a finished task with every miner's result; 404 when unknown.</summary>
+    public Task TaskAsync(HttpContext context) => GetAsync(context, () =>
+    {
+        if (!TryParseId(context.Request.RouteValues["sessionId"], out var sessionId)
+            || context.Request.RouteValues["taskId"] is not string taskId
+            || !_tasks.TryGet(sessionId, taskId, out var task))
+        {
+            return WriteErrorAsync(context, StatusCodes.Status404NotFound, "Task not found");
+        }
+
+        return WriteJsonAsync(context, task, SimulatorJsonContext.Default.SimTask);
+    });
 
     public Task AboutAsync(HttpContext context) => InfoAsync(context);
 
@@ -70,10 +94,10 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
 
     private List<SimMiner> Miners()
     {
-        var miners = new List<SimMiner> { new("miner-1", "0x00000000000000000000000000000000000000a1", "online") };
+        var miners = new List<SimMiner> { new("miner-1", FirstMinerAddress, "online") };
         if (options.InterleaveMiners)
         {
-            miners.Add(new("miner-2", "0x00000000000000000000000000000000000000a2", "online"));
+            miners.Add(new("miner-2", SecondMinerAddress, "online"));
         }
 
         return miners;
@@ -183,7 +207,8 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
         var sequence = Interlocked.Increment(ref _sequence);
         var reply = new Reply(
             Id: "cmpl-sim-" + sequence.ToString(CultureInfo.InvariantCulture),
-            TaskId: "sim-task-" + sequence.ToString(CultureInfo.InvariantCulture),
+            SessionId: sessionId,
+            TaskId: _tasks.NextTaskId(sessionId),
             Created: options.TimeProvider.GetUtcNow().ToUnixTimeSeconds(),
             Model: model,
             Tokens: ReplyTokens(sessionId, body.Prompt, request.MaxTokens ?? 0),
@@ -231,7 +256,21 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
             [new SimChoice(string.Concat(reply.Tokens), 0, reply.FinishReason, null)],
             Usage(reply, reply.Tokens.Count),
             reply.TaskId);
+        FinishTask(reply);
         await WriteJsonAsync(context, completion, SimulatorJsonContext.Default.SimCompletion);
+    }
+
+    /// <summary>Files the task's record: one result per miner, all under the one task id.</summary>
+    private void FinishTask(Reply reply)
+    {
+        var text = string.Concat(reply.Tokens);
+        List<SimulatedMinerResult> results = [new(FirstMinerAddress, text)];
+        if (options.InterleaveMiners)
+        {
+            results.Add(new(SecondMinerAddress, SecondMinerPrefix + text));
+        }
+
+        _tasks.Finish(reply.SessionId, reply.TaskId, results, options.TimeProvider.GetUtcNow().ToUnixTimeSeconds());
     }
 
     private async Task StreamAsync(HttpContext context, Reply reply)
@@ -243,35 +282,41 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
         response.Headers.CacheControl = "no-cache";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
 
-        var first = Events(reply, reply.Id, reply.TaskId, reply.Tokens);
-        var events = first;
+        var events = Events(reply, reply.Id, reply.Tokens);
+        var finishes = 1;
         if (options.InterleaveMiners)
         {
+            // A second miner of the same task (same task_id, its own id), as routers before PR #112 forwarded.
             var secondTokens = reply.Tokens.ToList();
             secondTokens.Insert(0, SecondMinerPrefix);
-            var second = Events(reply, reply.Id + "-m2", reply.TaskId + "-m2", secondTokens);
-            events = Interleave(first, second);
+            events = Interleave(events, Events(reply, reply.Id + "-m2", secondTokens));
+            finishes = 2;
         }
 
+        var queue = _streamQueues.Join(reply.SessionId, options.NonBlockingStreamQueue);
         try
         {
             await response.StartAsync(aborted);
             await response.Body.FlushAsync(aborted);
-            await DelayAsync(options.TimeToFirstToken, aborted);
-            var sentToken = false;
-            foreach (var chunk in events)
+            _ = ProduceAsync(queue, events, reply);
+
+            // Write whatever the queue holds next; on a shared (blocking) queue that may be another stream's chunk.
+            var finished = 0;
+            while (finished < finishes && await queue.Channel.Reader.WaitToReadAsync(aborted))
             {
-                var isToken = chunk.Choices[0].FinishReason is null;
-                if (isToken && sentToken)
+                if (!queue.Channel.Reader.TryRead(out var chunk))
                 {
-                    await DelayAsync(TokenDelay(), aborted);
+                    continue;
                 }
 
-                sentToken |= isToken;
                 await response.Body.WriteAsync(DataPrefix, aborted);
                 await response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(chunk, SimulatorJsonContext.Default.SimCompletion), aborted);
                 await response.Body.WriteAsync(EventEnd, aborted);
                 await response.Body.FlushAsync(aborted);
+                if (chunk.Choices[0].FinishReason is not null)
+                {
+                    finished++;
+                }
             }
 
             if (!options.OmitDone)
@@ -287,18 +332,55 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
             // The caller went away: a write can fail with a reset before RequestAborted is set, so either counts.
             stats.RecordAbortedStream();
         }
+        finally
+        {
+            queue.Leave();
+        }
     }
 
-    private List<SimCompletion> Events(Reply reply, string id, string taskId, IReadOnlyList<string> tokens)
+    /// <summary>
+    /// The miner side of a stream: the task's chunks, paced, into the queue the stream joined. It runs on when its own
+    /// reader goes away (as a miner would) and stops once nobody reads the queue.
+    /// </summary>
+    private async Task ProduceAsync(SessionStreamQueue queue, List<SimCompletion> events, Reply reply)
+    {
+        try
+        {
+            await DelayAsync(options.TimeToFirstToken, CancellationToken.None);
+            var sentToken = false;
+            foreach (var chunk in events)
+            {
+                var isToken = chunk.Choices[0].FinishReason is null;
+                if (isToken && sentToken)
+                {
+                    await DelayAsync(TokenDelay(), CancellationToken.None);
+                }
+
+                sentToken |= isToken;
+                if (!queue.Channel.Writer.TryWrite(chunk))
+                {
+                    return; // every reader left
+                }
+            }
+
+            FinishTask(reply);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+        {
+            // Nothing waits for a producer.
+        }
+    }
+
+    private List<SimCompletion> Events(Reply reply, string id, IReadOnlyList<string> tokens)
     {
         var events = new List<SimCompletion>(tokens.Count + 1);
         foreach (var token in tokens)
         {
-            events.Add(new SimCompletion(id, "text_completion", reply.Created, reply.Model, [new SimChoice(token, 0, null, null)], null, taskId));
+            events.Add(new SimCompletion(id, "text_completion", reply.Created, reply.Model, [new SimChoice(token, 0, null, null)], null, reply.TaskId));
         }
 
         events.Add(new SimCompletion(
-            id, "text_completion", reply.Created, reply.Model, [new SimChoice("", 0, reply.FinishReason, null)], Usage(reply, tokens.Count), taskId));
+            id, "text_completion", reply.Created, reply.Model, [new SimChoice("", 0, reply.FinishReason, null)], Usage(reply, tokens.Count), reply.TaskId));
         return events;
     }
 
@@ -436,5 +518,5 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
         await response.Body.WriteAsync(bytes, context.RequestAborted);
     }
 
-    private sealed record Reply(string Id, string TaskId, long Created, string Model, IReadOnlyList<string> Tokens, string FinishReason, int PromptTokens);
+    private sealed record Reply(string Id, long SessionId, string TaskId, long Created, string Model, IReadOnlyList<string> Tokens, string FinishReason, int PromptTokens);
 }

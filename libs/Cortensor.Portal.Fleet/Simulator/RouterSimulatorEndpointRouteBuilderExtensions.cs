@@ -12,7 +12,7 @@ public static class RouterSimulatorEndpointRouteBuilderExtensions
     /// </summary>
     /// <remarks>
     /// <para>Routes: <c>GET /api/v1/status</c>, <c>/api/v1/info</c>, <c>/api/v1/about</c>, <c>/api/v1/ping</c>,
-    /// <c>/api/v1/sessions</c>, <c>/api/v1/sessions/{id}</c>, <c>/api/v1/miners</c>; <c>POST /api/{version}/completions/{sessionId}</c>
+    /// <c>/api/v1/sessions</c>, <c>/api/v1/sessions/{id}</c>, <c>/api/v1/miners</c>, <c>/api/v1/tasks/{sessionId}/{taskId}</c>; <c>POST /api/{version}/completions/{sessionId}</c>
     /// and <c>POST /api/{version}/completions</c> (<c>session_id</c> in the body) for v1, v2 and v3.</para>
     /// <para>Order on every route: <see cref="RouterSimulatorOptions.Latency"/>; bearer check (401); for completions an unknown
     /// version, a disabled URL form or a non-numeric path session id (404); an unreadable body (not JSON, no <c>prompt</c>, no
@@ -41,6 +41,7 @@ public static class RouterSimulatorEndpointRouteBuilderExtensions
         group.MapGet("/v1/sessions", new RequestDelegate(simulator.SessionsAsync));
         group.MapGet("/v1/sessions/{id}", new RequestDelegate(simulator.SessionAsync));
         group.MapGet("/v1/miners", new RequestDelegate(simulator.MinersAsync));
+        group.MapGet("/v1/tasks/{sessionId}/{taskId}", new RequestDelegate(simulator.TaskAsync));
         group.MapPost("/{version}/completions/{sessionId}", new RequestDelegate(simulator.CompletePathFormAsync));
         group.MapPost("/{version}/completions", new RequestDelegate(simulator.CompleteBodyFormAsync));
         return group;

@@ -71,10 +71,18 @@ public sealed class RouterSimulatorOptions
     public bool OmitDone { get; set; }
 
     /// <summary>
-    /// Interleave a second miner's stream (its own <c>id</c> and <c>task_id</c> ending in <c>-m2</c>, its text starting with
-    /// <c>[miner-2] </c>) with the first one's, starting after the first miner's first chunk.
+    /// Interleave a second miner's stream of the same task (the same <c>task_id</c>, its own <c>id</c> ending in
+    /// <c>-m2</c>, its text starting with <c>[miner-2] </c>) with the first one's, starting after the first miner's first
+    /// chunk, as routers did before installer PR #112. The task record then holds both miners' results.
     /// </summary>
     public bool InterleaveMiners { get; set; }
+
+    /// <summary>
+    /// Give every stream its own token queue, as a router started with <c>ENABLE_STREAM_QUEUE_NON_BLOCKING=1</c>. Off
+    /// (the router default): concurrent streams on one session share one queue and take each other's chunks
+    /// (installer PR #146). <value>The default value is false.</value>
+    /// </summary>
+    public bool NonBlockingStreamQueue { get; set; }
 
     /// <summary>Which completion URL forms are answered. <value>The default value is <see cref="SimulatedUrlForms.Both"/>.</value></summary>
     public SimulatedUrlForms UrlForms { get; set; } = SimulatedUrlForms.Both;

@@ -14,6 +14,7 @@ namespace Cortensor.Portal.Fleet.Simulator;
 [JsonSerializable(typeof(SimSessions))]
 [JsonSerializable(typeof(SimSession))]
 [JsonSerializable(typeof(SimMiners))]
+[JsonSerializable(typeof(SimTask))]
 internal sealed partial class SimulatorJsonContext : JsonSerializerContext;
 
 internal sealed class SimCompletionRequest
@@ -66,9 +67,16 @@ internal sealed record SimErrorEnvelope(SimError Error);
 
 internal sealed record SimError(string Message);
 
-internal sealed record SimStatus(string Status, string Router, string Version, long UptimeSeconds, int Sessions, int Miners, long Completions);
+internal sealed record SimStatus(int ActiveSessions, int ConnectedMiners, double CpuUsage, double MemoryUsage, long Uptime);
 
-internal sealed record SimInfo(string Name, string Version, string Description, IReadOnlyList<string> ApiVersions, bool Streaming);
+internal sealed record SimInfo(int ActiveSessions, string Address, string IpAddress, string Name, SimNodeStats NodeStats, int TotalSessions, string Version);
+
+internal sealed record SimNodeStats(int DedicatedCount, int EphemeralCount, int TotalCount);
+
+/// <summary>A task record: every assigned miner's result under the one task id; status 4 = done.</summary>
+internal sealed record SimTask(IReadOnlyList<string> AssignedMiners, SimTaskResults Results, int Status, long FinishedAt);
+
+internal sealed record SimTaskResults(IReadOnlyList<string> Data, IReadOnlyList<string> Miners);
 
 internal sealed record SimPing(string Status, string Message);
 
