@@ -97,6 +97,41 @@ public sealed class PoolOptions
     public SamplingDefaults Defaults { get; set; } = new();
 
     public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// How the pool's Cortensor routers queue stream tokens. <see cref="RouterQueueMode.Blocking"/> (the routers'
+    /// default) mixes concurrent streams of one session, so the gateway opens at most one stream per (router, session)
+    /// and queues the rest. <value>The default value is <see cref="RouterQueueMode.Blocking"/>.</value>
+    /// </summary>
+    public RouterQueueMode RouterQueues { get; set; } = RouterQueueMode.Blocking;
+
+    /// <summary>
+    /// With <see cref="RouterQueueMode.Blocking"/>: how many streams may wait for a free (router, session) before
+    /// further ones are refused (503). 0 refuses at once. <value>The default value is 32.</value>
+    /// </summary>
+    public int StreamQueueLength { get; set; } = 32;
+
+    /// <summary>
+    /// With <see cref="RouterQueueMode.Blocking"/>: the longest a stream waits for a free (router, session) before it
+    /// is refused (503 with Retry-After). <value>The default value is 20.</value>
+    /// </summary>
+    public int StreamQueueWaitSeconds { get; set; } = 20;
+}
+
+/// <summary>How a pool's routers queue the tokens of concurrent streams on one session.</summary>
+public enum RouterQueueMode
+{
+    /// <summary>
+    /// The router default (<c>ENABLE_STREAM_QUEUE_NON_BLOCKING=0</c>): concurrent streams on one session share a token
+    /// queue and can receive each other's text (installer PR #146). The gateway keeps one open stream per (router, session).
+    /// </summary>
+    Blocking,
+
+    /// <summary>
+    /// The operator runs the routers with <c>ENABLE_STREAM_QUEUE_NON_BLOCKING=1</c>: streams are isolated by the router,
+    /// so any number may share a session.
+    /// </summary>
+    NonBlocking,
 }
 
 public sealed class PoolMemberOptions

@@ -53,6 +53,21 @@ internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
                 failures.Add($"Pool '{poolName}': HttpTimeoutSlackSeconds must be 0..600.");
             }
 
+            if (!Enum.IsDefined(pool.RouterQueues))
+            {
+                failures.Add($"Pool '{poolName}': RouterQueues must be Blocking or NonBlocking.");
+            }
+
+            if (pool.StreamQueueLength is < 0 or > 100_000)
+            {
+                failures.Add($"Pool '{poolName}': StreamQueueLength must be 0..100000.");
+            }
+
+            if (pool.StreamQueueWaitSeconds is < 0 or > 600)
+            {
+                failures.Add($"Pool '{poolName}': StreamQueueWaitSeconds must be 0..600.");
+            }
+
             if (pool.Defaults.MaxTokens < 1)
             {
                 failures.Add($"Pool '{poolName}': Defaults.MaxTokens must be at least 1.");

@@ -39,7 +39,10 @@ public static class CortensorFleetServiceCollectionExtensions
         services.AddCortensorRouterClients();
         services.TryAddSingleton(TimeProvider.System);
 
+        services.AddMetrics();
+        services.TryAddSingleton<FleetTelemetry>();
         services.TryAddSingleton<FleetRuntime>();
+        services.TryAddSingleton<IStreamLeases>(sp => sp.GetRequiredService<FleetRuntime>());
         services.TryAddSingleton<IModelCatalog>(sp => sp.GetRequiredService<FleetRuntime>());
         services.TryAddSingleton<IRouterSelector>(sp => sp.GetRequiredService<FleetRuntime>());
         services.TryAddSingleton<IPoolRoutability>(sp => sp.GetRequiredService<FleetRuntime>());

@@ -80,17 +80,24 @@ public interface ISimulatedRouterDirectory
 
 /// <summary>
 /// Runtime view of <see cref="FleetOptions"/>: an immutable snapshot rebuilt whenever options change, read
-/// without locks on the hot path. Selection is round robin over enabled members of enabled routers.
+/// without locks on the hot path. Selection is round robin over enabled members of enabled routers. Stream slots
+/// (<see cref="IStreamLeases"/>) outlive snapshots, so a reload never forgets an open stream.
 /// </summary>
-internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutability, IDisposable
+internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutability, IStreamLeases, IDisposable
 {
     private readonly ISimulatedRouterDirectory? _simulators;
     private readonly IDisposable? _subscription;
+    private readonly StreamSlots _streams;
     private volatile Snapshot _snapshot;
 
-    public FleetRuntime(IOptionsMonitor<FleetOptions> options, IEnumerable<ISimulatedRouterDirectory> simulators)
+    public FleetRuntime(
+        IOptionsMonitor<FleetOptions> options,
+        IEnumerable<ISimulatedRouterDirectory> simulators,
+        TimeProvider timeProvider,
+        FleetTelemetry telemetry)
     {
         _simulators = simulators.FirstOrDefault();
+        _streams = new StreamSlots(timeProvider, telemetry);
         _snapshot = Snapshot.Build(options.CurrentValue);
         _subscription = options.OnChange(o => _snapshot = Snapshot.Build(o));
     }
@@ -159,7 +166,59 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         return count;
     }
 
+    public ValueTask<StreamLease> AcquireAsync(string pool, RouterTarget preferred, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(preferred);
+        if (!_snapshot.Pools.TryGetValue(pool, out var state))
+        {
+            // The pool went away in a reload after selection: the target is still a valid place to send this one stream.
+            return _streams.AcquireAsync(pool, new StreamPlan(RouterQueueMode.Blocking, 0, TimeSpan.Zero, [new StreamCandidate(SlotOf(preferred), preferred)]), cancellationToken);
+        }
+
+        // The selected member first, then the others in pool order after it, so selection's round robin still spreads load.
+        var candidates = new List<StreamCandidate>(state.Members.Length) { new(SlotOf(preferred), preferred) };
+        var at = Array.FindIndex(state.Members, m => m.RouterId == preferred.RouterId && m.SessionId == preferred.SessionId);
+        for (var i = 1; i <= state.Members.Length; i++)
+        {
+            var member = state.Members[(at + i) % state.Members.Length]; // at = -1 (not a member): every member in order
+            if (!(member.RouterId == preferred.RouterId && member.SessionId == preferred.SessionId)
+                && TryBuildTarget(member, state.UpstreamModel, out var target))
+            {
+                candidates.Add(new StreamCandidate(SlotOf(target), target));
+            }
+        }
+
+        return _streams.AcquireAsync(pool, new StreamPlan(state.RouterQueues, state.StreamQueueLength, state.StreamQueueWait, candidates), cancellationToken);
+    }
+
+    public PoolStreamLoad GetLoad(string pool)
+    {
+        if (!_snapshot.Pools.TryGetValue(pool, out var state))
+        {
+            return _streams.GetLoad(pool, RouterQueueMode.Blocking, 0);
+        }
+
+        int? capacity = null;
+        if (state.RouterQueues == RouterQueueMode.Blocking)
+        {
+            var exclusive = state.Members.Where(IsRoutable).ToList();
+            // OpenAI-compatible members take no slot: with one of them the pool's stream count has no bound.
+            capacity = exclusive.Any(m => m.Router.Protocol != RouterProtocol.Cortensor)
+                ? null
+                : exclusive.Select(m => (m.RouterId.ToUpperInvariant(), m.SessionId)).Distinct().Count();
+        }
+
+        return _streams.GetLoad(pool, state.RouterQueues, capacity);
+    }
+
     public void Dispose() => _subscription?.Dispose();
+
+    /// <summary>
+    /// The exclusive key of a (router, session): Cortensor routers only. OpenAI-compatible upstreams keep no
+    /// per-session token queue, so their streams never wait.
+    /// </summary>
+    private static string? SlotOf(RouterTarget target) =>
+        target.Protocol == RouterProtocol.Cortensor ? $"{target.RouterId.ToUpperInvariant()}/{target.SessionId}" : null;
 
     // The same test TryBuildTarget applies, without building a target.
     private bool IsRoutable(Member member)
@@ -196,10 +255,13 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
 
     private sealed record Member(string RouterId, RouterOptions Router, long? SessionId);
 
-    private sealed class PoolState(Member[] members, string? upstreamModel)
+    private sealed class PoolState(Member[] members, PoolOptions pool)
     {
         public readonly Member[] Members = members;
-        public readonly string? UpstreamModel = upstreamModel;
+        public readonly string? UpstreamModel = pool.UpstreamModel;
+        public readonly RouterQueueMode RouterQueues = pool.RouterQueues;
+        public readonly int StreamQueueLength = pool.StreamQueueLength;
+        public readonly TimeSpan StreamQueueWait = TimeSpan.FromSeconds(pool.StreamQueueWaitSeconds);
         public int Cursor = -1;
     }
 
@@ -222,7 +284,7 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
                     .Where(m => m.Enabled && options.Routers.TryGetValue(m.Router, out var r) && r.Enabled)
                     .Select(m => new Member(m.Router, options.Routers[m.Router], m.SessionId))
                     .ToArray();
-                pools[name] = new PoolState(members, pool.UpstreamModel);
+                pools[name] = new PoolState(members, pool);
             }
 
             var models = new Dictionary<string, CatalogModel>(StringComparer.OrdinalIgnoreCase);
