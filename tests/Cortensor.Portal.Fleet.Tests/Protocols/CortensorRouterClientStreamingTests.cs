@@ -16,7 +16,7 @@ public sealed class CortensorRouterClientStreamingTests : IDisposable
 
     private const string SseBody =
         "data: {\"id\":\"cmpl-1\",\"task_id\":5,\"choices\":[{\"text\":\"The \",\"finish_reason\":null}]}\n\n" +
-        "data: {\"id\":\"cmpl-1\",\"task_id\":6,\"choices\":[{\"text\":\"OTHER MINER \",\"finish_reason\":null}]}\n\n" +
+        "data: {\"id\":\"cmpl-2\",\"task_id\":5,\"choices\":[{\"text\":\"OTHER MINER \",\"finish_reason\":null}]}\n\n" +
         "data: {\"id\":\"cmpl-1\",\"task_id\":5,\"choices\":[{\"text\":\"answer\",\"finish_reason\":null}]}\n\n" +
         "data: {\"id\":\"cmpl-1\",\"task_id\":5,\"choices\":[{\"text\":\".\",\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\n\n" +
         "data: [DONE]\n\n";
@@ -105,6 +105,30 @@ public sealed class CortensorRouterClientStreamingTests : IDisposable
 
         Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
         Assert.IsType<IOException>(ex.InnerException);
+    }
+
+    [Fact]
+    public async Task StreamAsync_TaskIdChangesMidStream_FailsWithBadResponseAndNeverYieldsTheForeignText()
+    {
+        Answer(PathForm,
+            "data: {\"task_id\":5,\"choices\":[{\"text\":\"Mine \"}]}\n\n" +
+            "data: {\"task_id\":6,\"choices\":[{\"text\":\"another customer's secret\"}]}\n\n" +
+            "data: {\"task_id\":5,\"choices\":[{\"text\":\"end\",\"finish_reason\":\"stop\"}]}\n\n" +
+            "data: [DONE]\n\n");
+        var seen = new List<string>();
+        await using var enumerator = CortensorClient().StreamAsync(Target(server.Url!), NewRequest(), CancellationToken.None).GetAsyncEnumerator();
+
+        var ex = await Assert.ThrowsAsync<RouterException>(async () =>
+        {
+            while (await enumerator.MoveNextAsync())
+            {
+                seen.Add(enumerator.Current.Text);
+            }
+        });
+
+        Assert.Equal(["Mine "], seen);
+        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+        Assert.DoesNotContain("secret", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -90,15 +90,89 @@ public sealed class CortensorSseParserTests
         Assert.Equal(["x", "y"], chunks.Select(c => c.Text));
     }
 
-    [Fact]
-    public async Task ParseAsync_InterleavedTaskIds_LocksOntoFirstTask()
+    /// <summary>Reads until the end or the first failure; returns what was passed on and the failure, if any.</summary>
+    private static async Task<(List<RouterStreamChunk> Chunks, RouterException? Failure)> ParseUntilFailureAsync(string sse, string? clientReference = null)
     {
-        var chunks = await ParseAsync(
+        var chunks = new List<RouterStreamChunk>();
+        try
+        {
+            await foreach (var chunk in new CortensorSseParser(clientReference: clientReference).ParseAsync(Utf8(sse)))
+            {
+                chunks.Add(chunk);
+            }
+        }
+        catch (RouterException ex)
+        {
+            return (chunks, ex);
+        }
+
+        return (chunks, null);
+    }
+
+    [Fact]
+    public async Task ParseAsync_AnotherTaskIdMidStream_FailsAndNeverPassesItOn()
+    {
+        // A task id names one task (all its miners), so another task id is another request's text.
+        var (chunks, failure) = await ParseUntilFailureAsync(
             "data: {\"task_id\":7,\"choices\":[{\"text\":\"A1 \"}]}\n\n" +
-            "data: {\"task_id\":8,\"choices\":[{\"text\":\"B1 \"}]}\n\n" +
-            "data: {\"task_id\":7,\"choices\":[{\"text\":\"A2\"}]}\n\n" +
-            "data: {\"task_id\":8,\"choices\":[{\"text\":\"B2\",\"finish_reason\":\"stop\"}]}\n\n" +
-            "data: {\"task_id\":7,\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n");
+            "data: {\"task_id\":7,\"choices\":[{\"text\":\"A2 \"}]}\n\n" +
+            "data: {\"task_id\":8,\"choices\":[{\"text\":\"SOMEONE ELSE\"}]}\n\n" +
+            "data: {\"task_id\":7,\"choices\":[{\"text\":\"A3\",\"finish_reason\":\"stop\"}]}\n\n");
+
+        Assert.Equal("A1 A2 ", Texts(chunks));
+        Assert.NotNull(failure);
+        Assert.Equal(RouterFailureKind.BadResponse, failure.Kind);
+        Assert.DoesNotContain("SOMEONE", failure.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ParseAsync_FirstChunkOfAnotherTaskAfterLock_FailsBeforeAnythingElse()
+    {
+        var (chunks, failure) = await ParseUntilFailureAsync(
+            "data: {\"task_id\":\"41\",\"choices\":[{\"text\":\"\"}]}\n\n" +
+            "data: {\"task_id\":\"42\",\"choices\":[{\"text\":\"foreign\"}]}\n\n");
+
+        Assert.Empty(chunks);
+        Assert.NotNull(failure);
+    }
+
+    [Fact]
+    public async Task ParseAsync_EchoedClientReferenceOfAnotherRequest_Fails()
+    {
+        var (chunks, failure) = await ParseUntilFailureAsync(
+            "data: {\"client_reference\":\"req-1\",\"choices\":[{\"text\":\"mine \"}]}\n\n" +
+            "data: {\"client_reference\":\"req-2\",\"choices\":[{\"text\":\"theirs\"}]}\n\n",
+            clientReference: "req-1");
+
+        Assert.Equal("mine ", Texts(chunks));
+        Assert.NotNull(failure);
+    }
+
+    [Fact]
+    public async Task ParseAsync_IdOnlyAndTaskIdOnlyChunksMixed_KeepsEveryChunkAndTheUsage()
+    {
+        // Some chunks carry task_id, others only id: the key must not change mid-stream and drop the usage chunk.
+        var chunks = await ParseAsync(
+            "data: {\"task_id\":12,\"choices\":[{\"text\":\"Hel\"}]}\n\n" +
+            "data: {\"id\":\"cmpl-9\",\"choices\":[{\"text\":\"lo\"}]}\n\n" +
+            "data: {\"task_id\":12,\"choices\":[{\"text\":\" you\"}]}\n\n" +
+            "data: {\"id\":\"cmpl-9\",\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":3}}\n\n");
+
+        Assert.Equal("Hello you", Texts(chunks));
+        Assert.Equal(new RouterUsage(4, 3), chunks[^1].Usage);
+        Assert.Equal("stop", chunks[^1].FinishReason);
+    }
+
+    [Fact]
+    public async Task ParseAsync_TwoMinersOfOneTask_KeepsTheFirstMinersChunks()
+    {
+        // Routers before PR #112 interleaved miners of one task: same task_id, their own ids.
+        var chunks = await ParseAsync(
+            "data: {\"id\":\"m-a\",\"task_id\":7,\"choices\":[{\"text\":\"A1 \"}]}\n\n" +
+            "data: {\"id\":\"m-b\",\"task_id\":7,\"choices\":[{\"text\":\"B1 \"}]}\n\n" +
+            "data: {\"id\":\"m-a\",\"task_id\":7,\"choices\":[{\"text\":\"A2\"}]}\n\n" +
+            "data: {\"id\":\"m-b\",\"task_id\":7,\"choices\":[{\"text\":\"B2\",\"finish_reason\":\"stop\"}]}\n\n" +
+            "data: {\"id\":\"m-a\",\"task_id\":7,\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n");
 
         Assert.Equal("A1 A2", Texts(chunks));
         Assert.Equal("stop", chunks[^1].FinishReason);

@@ -391,7 +391,7 @@ public sealed class RouterSimulatorServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Stream_InterleaveMiners_SecondMinerStartsAfterFirstChunk()
+    public async Task Stream_InterleaveMiners_SecondMinerSharesTheTaskIdAndStartsAfterFirstChunk()
     {
         _options.InterleaveMiners = true;
 
@@ -399,21 +399,129 @@ public sealed class RouterSimulatorServerTests : IAsyncLifetime
 
         Assert.Equal("[DONE]", events[^1]);
         var chunks = events.SkipLast(1).Select(e => JsonDocument.Parse(e).RootElement.Clone()).ToList();
-        var firstTask = chunks[0].GetProperty("task_id").GetString();
-        var secondTask = chunks[1].GetProperty("task_id").GetString();
-        Assert.NotEqual(firstTask, secondTask);
-        Assert.Equal(firstTask, chunks[2].GetProperty("task_id").GetString());
+        Assert.Single(chunks.Select(c => c.GetProperty("task_id").GetString()).Distinct()); // one task, however many miners
+        var firstMiner = chunks[0].GetProperty("id").GetString();
+        var secondMiner = chunks[1].GetProperty("id").GetString();
+        Assert.NotEqual(firstMiner, secondMiner);
+        Assert.Equal(firstMiner, chunks[2].GetProperty("id").GetString());
 
-        string TextOf(string? task) => string.Concat(chunks
-            .Where(c => c.GetProperty("task_id").GetString() == task)
+        string TextOf(string? id) => string.Concat(chunks
+            .Where(c => c.GetProperty("id").GetString() == id)
             .Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
 
-        Assert.Equal(SimulatedReply.Text(5, Prompt, 0), TextOf(firstTask));
-        Assert.Equal("[miner-2] " + SimulatedReply.Text(5, Prompt, 0), TextOf(secondTask));
+        Assert.Equal(SimulatedReply.Text(5, Prompt, 0), TextOf(firstMiner));
+        Assert.Equal("[miner-2] " + SimulatedReply.Text(5, Prompt, 0), TextOf(secondMiner));
         Assert.Equal(2, chunks.Count(c => c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind == JsonValueKind.String));
-        var firstFinish = chunks.FindIndex(c => c.GetProperty("task_id").GetString() == firstTask
+        var firstFinish = chunks.FindIndex(c => c.GetProperty("id").GetString() == firstMiner
             && c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind == JsonValueKind.String);
-        Assert.Contains(chunks.Skip(firstFinish + 1), c => c.GetProperty("task_id").GetString() == secondTask);
+        Assert.Contains(chunks.Skip(firstFinish + 1), c => c.GetProperty("id").GetString() == secondMiner);
+    }
+
+    [Fact]
+    public async Task Task_AfterInterleavedStream_HoldsBothMinersResultsUnderOneTaskId()
+    {
+        _options.InterleaveMiners = true;
+        var events = await StreamAsync($$"""{"prompt":{{Quote(Prompt)}},"stream":true}""");
+        var taskId = JsonDocument.Parse(events[0]).RootElement.GetProperty("task_id").GetString();
+
+        // The producer files the record right after its last chunk; poll briefly.
+        JsonDocument? task = null;
+        for (var i = 0; i < 100 && task is null; i++)
+        {
+            using var response = await _client.GetAsync(new Uri($"api/v1/tasks/5/{taskId}", UriKind.Relative));
+            task = response.StatusCode == HttpStatusCode.OK ? JsonDocument.Parse(await response.Content.ReadAsStringAsync()) : null;
+            if (task is null)
+            {
+                await Task.Delay(20);
+            }
+        }
+
+        Assert.NotNull(task);
+        var root = task.RootElement;
+        Assert.Equal(4, root.GetProperty("status").GetInt32());
+        Assert.True(root.GetProperty("finished_at").GetInt64() > 1_700_000_000);
+        Assert.Equal(2, root.GetProperty("assigned_miners").GetArrayLength());
+        var data = root.GetProperty("results").GetProperty("data").EnumerateArray().Select(d => d.GetString()).ToList();
+        Assert.Equal([SimulatedReply.Text(5, Prompt, 0), "[miner-2] " + SimulatedReply.Text(5, Prompt, 0)], data);
+        Assert.Equal(2, root.GetProperty("results").GetProperty("miners").GetArrayLength());
+        task.Dispose();
+    }
+
+    [Fact]
+    public async Task Task_IdsAreNumberedPerSessionAndUnknownTaskIs404()
+    {
+        using var first = await PostJsonAsync("api/v1/completions/5", """{"prompt":"x"}""");
+        using var second = await PostJsonAsync("api/v1/completions/5", """{"prompt":"y"}""");
+        using var other = await PostJsonAsync("api/v1/completions/6", """{"prompt":"z"}""");
+
+        Assert.Equal("1", first.RootElement.GetProperty("task_id").GetString());
+        Assert.Equal("2", second.RootElement.GetProperty("task_id").GetString());
+        Assert.Equal("1", other.RootElement.GetProperty("task_id").GetString());
+        using var task = await GetJsonAsync("api/v1/tasks/5/2");
+        Assert.Equal(SimulatedReply.Text(5, "y", 0), task.RootElement.GetProperty("results").GetProperty("data")[0].GetString());
+        using var unknown = await _client.GetAsync(new Uri("api/v1/tasks/5/99", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    [Fact]
+    public async Task InfoAndStatus_HaveTheDocumentedShapes()
+    {
+        using var info = await GetJsonAsync("api/v1/info");
+        using var status = await GetJsonAsync("api/v1/status");
+
+        Assert.Equal(
+            ["active_sessions", "address", "ip_address", "name", "node_stats", "total_sessions", "version"],
+            info.RootElement.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(2, info.RootElement.GetProperty("total_sessions").GetInt32());
+        Assert.Equal(
+            ["dedicated_count", "ephemeral_count", "total_count"],
+            info.RootElement.GetProperty("node_stats").EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(
+            ["active_sessions", "connected_miners", "cpu_usage", "memory_usage", "uptime"],
+            status.RootElement.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(1, status.RootElement.GetProperty("connected_miners").GetInt32());
+    }
+
+    [Fact]
+    public async Task Stream_TwoAtOnceOnOneSessionWithBlockingQueue_TakeEachOthersChunks()
+    {
+        _options.TokensPerSecond = 20;
+
+        var (first, second) = await TwoConcurrentStreamsAsync();
+
+        // Collided: at least one stream carries the other task's chunks (the queue hands chunks to whichever reader is next).
+        Assert.True(
+            first.Select(TaskOf).Distinct().Count() > 1 || second.Select(TaskOf).Distinct().Count() > 1,
+            "the streams did not collide: " + string.Join(",", first.Select(TaskOf)) + " / " + string.Join(",", second.Select(TaskOf)));
+    }
+
+    [Fact]
+    public async Task Stream_TwoAtOnceOnOneSessionWithNonBlockingQueue_EachGetsOnlyItsOwnTask()
+    {
+        _options.TokensPerSecond = 20;
+        _options.NonBlockingStreamQueue = true;
+
+        var (first, second) = await TwoConcurrentStreamsAsync();
+
+        Assert.Single(first.Select(TaskOf).Distinct());
+        Assert.Single(second.Select(TaskOf).Distinct());
+        Assert.NotEqual(TaskOf(first[0]), TaskOf(second[0]));
+        Assert.Equal(SimulatedReply.Text(5, "first prompt words", 0), string.Concat(first.Select(TextOf)));
+        Assert.Equal(SimulatedReply.Text(5, "second prompt words", 0), string.Concat(second.Select(TextOf)));
+    }
+
+    private static string? TaskOf(string chunk) => JsonDocument.Parse(chunk).RootElement.GetProperty("task_id").GetString();
+
+    private static string? TextOf(string chunk) => JsonDocument.Parse(chunk).RootElement.GetProperty("choices")[0].GetProperty("text").GetString();
+
+    /// <summary>Two streams on session 5 at once; the chunk payloads of each (without <c>[DONE]</c>).</summary>
+    private async Task<(List<string> First, List<string> Second)> TwoConcurrentStreamsAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var first = StreamAsync("""{"prompt":"first prompt words","stream":true}""");
+        var second = StreamAsync("""{"prompt":"second prompt words","stream":true}""");
+        var both = await Task.WhenAll(first, second).WaitAsync(timeout.Token);
+        return ([.. both[0].Where(e => e != "[DONE]")], [.. both[1].Where(e => e != "[DONE]")]);
     }
 
     [Fact]
