@@ -149,6 +149,12 @@ public sealed class GatewayError
         "The model is temporarily unavailable. Please retry shortly.")
     { RetryAfterSeconds = retryAfterSeconds };
 
+    /// <summary>503: every (router, session) of the model's pool is carrying another stream and none came free in time.</summary>
+    public static GatewayError StreamsBusy(int retryAfterSeconds) => new(
+        StatusCodes.Status503ServiceUnavailable, "service_unavailable_error", "model_busy", null,
+        "The model is serving as many streams as it can. Please retry shortly, or send the request without streaming.")
+    { RetryAfterSeconds = retryAfterSeconds };
+
     /// <summary>429 from a request or token rate limit (OpenAI's shape: type <c>requests</c> or <c>tokens</c>, code <c>rate_limit_exceeded</c>).</summary>
     public static GatewayError RateLimited(string type, string message, TimeSpan retryAfter, bool canEverPass = true) => new(
         StatusCodes.Status429TooManyRequests, type, "rate_limit_exceeded", null, message)

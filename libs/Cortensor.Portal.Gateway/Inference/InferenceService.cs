@@ -48,6 +48,7 @@ internal sealed partial class InferenceService
 {
     private readonly IModelCatalog _catalog;
     private readonly IRouterSelector _selector;
+    private readonly IStreamLeases _streams;
     private readonly FrozenDictionary<RouterProtocol, IRouterProtocolClient> _clients;
     private readonly CortensorGatewayOptions _options;
     private readonly ILogger<InferenceService> _logger;
@@ -55,12 +56,14 @@ internal sealed partial class InferenceService
     public InferenceService(
         IModelCatalog catalog,
         IRouterSelector selector,
+        IStreamLeases streams,
         IEnumerable<IRouterProtocolClient> clients,
         IOptions<CortensorGatewayOptions> options,
         ILogger<InferenceService> logger)
     {
         _catalog = catalog;
         _selector = selector;
+        _streams = streams;
         _clients = clients.GroupBy(c => c.Protocol).ToFrozenDictionary(g => g.Key, g => g.Last());
         _options = options.Value;
         _logger = logger;
@@ -159,6 +162,25 @@ internal sealed partial class InferenceService
     }
 
     /// <summary>
+    /// Takes a stream slot in the model's pool (<see cref="IStreamLeases"/>): the selected (router, session) when it
+    /// carries no other stream, else another free member, else a bounded wait. The returned request goes to the leased
+    /// member; dispose the lease when the stream ends. Every member busy past the pool's wait → 503 with Retry-After.
+    /// </summary>
+    public async Task<(RoutedRequest Routed, StreamLease Lease)> LeaseStreamAsync(RoutedRequest routed, string requestId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var lease = await _streams.AcquireAsync(routed.Model.Pool, routed.Target, cancellationToken);
+            return (routed with { Target = lease.Target }, lease);
+        }
+        catch (StreamCapacityException ex)
+        {
+            Log.StreamsBusy(_logger, requestId, routed.Model.Alias, ex.Reason);
+            throw new GatewayException(GatewayError.StreamsBusy(_options.UnavailableRetryAfterSeconds));
+        }
+    }
+
+    /// <summary>
     /// Starts a stream and waits for its first chunk. Nothing has been written to the client yet, so a failure
     /// up to here is still a plain JSON error with the right status (and could be failed over later).
     /// </summary>
@@ -220,5 +242,8 @@ internal sealed partial class InferenceService
 
         [LoggerMessage(EventId = 1101, Level = LogLevel.Warning, Message = "Request {RequestId}: router {RouterId} failed ({Kind}, status {Status}): {Detail}")]
         public static partial void RouterFailed(ILogger logger, string requestId, string routerId, RouterFailureKind kind, int? status, string detail);
+
+        [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Request {RequestId}: no stream slot for model {Model} ({Reason}); answered 503")]
+        public static partial void StreamsBusy(ILogger logger, string requestId, string model, StreamRefusal reason);
     }
 }
