@@ -23,7 +23,7 @@ public sealed partial class RouterSimCommandTests
     public void RouterSim_Options_MapToSimulatorOptions()
     {
         var root = CliApplication.BuildRootCommand();
-        var parse = root.Parse("router-sim --api-key k1 --session 5=gpt-oss:20b --session 7 --latency-ms 20 --ttft-ms 30 --tokens-per-second 12.5 --error-rate 0.25 --error-status 502 --seed 9 --no-usage --no-done --interleave-miners --url-form BodyOnly --plain-text-errors --turn-marker");
+        var parse = root.Parse("router-sim --api-key k1 --session 5=gpt-oss:20b --session 7 --latency-ms 20 --ttft-ms 30 --tokens-per-second 12.5 --error-rate 0.25 --error-status 502 --seed 9 --no-usage --no-done --interleave-miners --non-blocking-stream-queue --url-form BodyOnly --plain-text-errors --turn-marker");
         Assert.Empty(parse.Errors);
         var definition = root.Subcommands.OfType<RouterSimCommandDefinition>().Single();
 
@@ -41,6 +41,7 @@ public sealed partial class RouterSimCommandTests
         Assert.Equal(9, options.Seed);
         Assert.True(options.OmitUsage && options.OmitDone && options.InterleaveMiners && options.PlainTextErrors && options.AppendTurnMarker);
         Assert.Equal(SimulatedUrlForms.BodyOnly, options.UrlForms);
+        Assert.True(options.NonBlockingStreamQueue);
     }
 
     [Theory]

@@ -308,6 +308,9 @@ public sealed class CrashRecoveryTests(ITestOutputHelper output)
                 ["Cortensor__DevelopmentKey__Enabled"] = "true",
                 ["Cortensor__Fleet__Routers__slow__Simulated"] = "true",
                 ["Cortensor__Fleet__Routers__slow__Simulator__TokensPerSecond"] = "2",
+                // Five concurrent streams on one session: the router isolates streams, so the pool need not queue them.
+                ["Cortensor__Fleet__Routers__slow__Simulator__NonBlockingStreamQueue"] = "true",
+                ["Cortensor__Fleet__Pools__slow__RouterQueues"] = "NonBlocking",
                 ["Cortensor__Fleet__Routers__fast__Simulated"] = "true",
                 ["Cortensor__Fleet__Routers__fast__Simulator__LatencyMs"] = "50", // a few short requests always in flight
                 ["Cortensor__Fleet__Pools__slow__PromptFormat"] = "ChatML",

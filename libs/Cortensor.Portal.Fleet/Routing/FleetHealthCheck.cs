@@ -16,12 +16,16 @@ namespace Cortensor.Portal.Fleet.Routing;
 /// <item>The registration's failure status (Unhealthy unless changed): no model can be served at all, for example
 /// before the simulated routers have started.</item>
 /// </list>
-/// The description names model aliases only (they are public), never pools, routers or their addresses.
+/// The description names model aliases only (they are public), never pools, routers or their addresses. The result's
+/// <see cref="HealthCheckResult.Data"/> (for operators' own health publishers; the gateway's anonymous health body never
+/// writes it) holds each pool's stream load under <c>streams:{pool}</c> (<see cref="PoolStreamLoad"/>: mode, stream
+/// capacity, open and queued streams, waits and refusals).
 /// </summary>
 /// <param name="catalog">The public catalog.</param>
 /// <param name="routability">Routable (and simulated) members per pool.</param>
 /// <param name="environment">The host's environment; without one the check assumes Production, as hosts do.</param>
-public sealed class FleetHealthCheck(IModelCatalog catalog, IPoolRoutability routability, IHostEnvironment? environment = null) : IHealthCheck
+/// <param name="streams">Stream slots per pool; without them the data holds no stream load.</param>
+public sealed class FleetHealthCheck(IModelCatalog catalog, IPoolRoutability routability, IHostEnvironment? environment = null, IStreamLeases? streams = null) : IHealthCheck
 {
     /// <summary>The name <c>AddCortensorFleet</c> registers this check under.</summary>
     public const string Name = "fleet";
@@ -41,10 +45,11 @@ public sealed class FleetHealthCheck(IModelCatalog catalog, IPoolRoutability rou
             return Task.FromResult(HealthCheckResult.Degraded("the model catalog has no enabled model"));
         }
 
+        var data = StreamData(models);
         var unservable = models.Where(m => routability.CountRoutableMembers(m.Pool) == 0).Select(m => m.Alias).ToList();
         if (unservable.Count == models.Count)
         {
-            return Task.FromResult(new HealthCheckResult(context.Registration.FailureStatus, $"no router can serve model(s): {List(unservable)}"));
+            return Task.FromResult(new HealthCheckResult(context.Registration.FailureStatus, $"no router can serve model(s): {List(unservable)}", data: data));
         }
 
         // Simulated routers are for development: elsewhere they serve canned text while looking ready.
@@ -54,7 +59,7 @@ public sealed class FleetHealthCheck(IModelCatalog catalog, IPoolRoutability rou
 
         if (unservable.Count == 0 && simulated.Count == 0)
         {
-            return Task.FromResult(HealthCheckResult.Healthy());
+            return Task.FromResult(HealthCheckResult.Healthy(data: data));
         }
 
         var reasons = new List<string>(2);
@@ -68,7 +73,21 @@ public sealed class FleetHealthCheck(IModelCatalog catalog, IPoolRoutability rou
             reasons.Add($"routers are simulated ({SimulatedSetting}), canned answers for model(s): {List(simulated)}");
         }
 
-        return Task.FromResult(HealthCheckResult.Degraded(string.Join("; ", reasons)));
+        return Task.FromResult(HealthCheckResult.Degraded(string.Join("; ", reasons), data: data));
+    }
+
+    private Dictionary<string, object> StreamData(IReadOnlyList<CatalogModel> models)
+    {
+        var data = new Dictionary<string, object>(StringComparer.Ordinal);
+        if (streams is not null)
+        {
+            foreach (var pool in models.Select(m => m.Pool).Distinct(StringComparer.OrdinalIgnoreCase))
+            {
+                data["streams:" + pool] = streams.GetLoad(pool);
+            }
+        }
+
+        return data;
     }
 
     private static string List(List<string> aliases)

@@ -53,6 +53,30 @@ public sealed class FleetHealthCheckTests
     }
 
     [Fact]
+    public async Task Check_Data_HoldsEachPoolsStreamLoad()
+    {
+        await using var sp = Build(o =>
+        {
+            TwoModels(o);
+            o.Pools["pool-b"].RouterQueues = RouterQueueMode.NonBlocking;
+        });
+        var leases = sp.GetRequiredService<IStreamLeases>();
+        Assert.True(sp.GetRequiredService<IRouterSelector>().TrySelect("pool-a", out var target));
+        using var open = await leases.AcquireAsync("pool-a", target, CancellationToken.None);
+
+        var entry = await RunAsync(sp);
+
+        var a = Assert.IsType<PoolStreamLoad>(entry.Data["streams:pool-a"]);
+        Assert.Equal(RouterQueueMode.Blocking, a.Mode);
+        Assert.Equal(1, a.StreamCapacity); // one session: one stream at a time
+        Assert.Equal(1, a.OpenStreams);
+        var b = Assert.IsType<PoolStreamLoad>(entry.Data["streams:pool-b"]);
+        Assert.Equal(RouterQueueMode.NonBlocking, b.Mode);
+        Assert.Null(b.StreamCapacity);
+        Assert.Equal(0, b.OpenStreams);
+    }
+
+    [Fact]
     public async Task Check_EveryModelHasAnEnabledRouter_Healthy()
     {
         await using var sp = Build(TwoModels);

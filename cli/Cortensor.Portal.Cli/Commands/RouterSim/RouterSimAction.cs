@@ -56,6 +56,7 @@ internal sealed class RouterSimAction(RouterSimCommandDefinition definition, Par
             OmitUsage = parseResult.GetValue(definition.NoUsage),
             OmitDone = parseResult.GetValue(definition.NoDone),
             InterleaveMiners = parseResult.GetValue(definition.InterleaveMiners),
+            NonBlockingStreamQueue = parseResult.GetValue(definition.NonBlockingStreamQueue),
             UrlForms = parseResult.GetValue(definition.UrlForm),
             PlainTextErrors = parseResult.GetValue(definition.PlainTextErrors),
             AppendTurnMarker = parseResult.GetValue(definition.TurnMarker),

@@ -21,6 +21,7 @@ internal sealed class RouterSimCommandDefinition : Command
         Options.Add(NoUsage);
         Options.Add(NoDone);
         Options.Add(InterleaveMiners);
+        Options.Add(NonBlockingStreamQueue);
         Options.Add(UrlForm);
         Options.Add(PlainTextErrors);
         Options.Add(TurnMarker);
@@ -65,7 +66,12 @@ internal sealed class RouterSimCommandDefinition : Command
 
     public Option<bool> NoDone { get; } = new("--no-done") { Description = "Quirk: end streams without 'data: [DONE]'." };
 
-    public Option<bool> InterleaveMiners { get; } = new("--interleave-miners") { Description = "Quirk: interleave a second miner's chunks into streams." };
+    public Option<bool> InterleaveMiners { get; } = new("--interleave-miners") { Description = "Quirk: interleave a second miner's chunks (same task id) into streams." };
+
+    public Option<bool> NonBlockingStreamQueue { get; } = new("--non-blocking-stream-queue")
+    {
+        Description = "Give each stream its own token queue (ENABLE_STREAM_QUEUE_NON_BLOCKING=1). Default: concurrent streams on one session share a queue and mix, as real routers do by default.",
+    };
 
     public Option<SimulatedUrlForms> UrlForm { get; } = new("--url-form")
     {
