@@ -19,6 +19,23 @@ public sealed class FleetOptions
     /// </summary>
     public bool UseSimulatedRouters { get; set; }
 
+    /// <summary>
+    /// The shortest read timeout of any proxy between a customer and a router: the routers' own nginx (its stock
+    /// template sets <c>proxy_read_timeout 300s</c>) and the load balancer in front of the portal. A non-stream answer
+    /// sends no byte until the router is done, so every pool's HTTP timeout budget (task + precommit + slack) must stay
+    /// below it; otherwise a proxy cuts the call first, the client sees the proxy's error, and the router's on-chain
+    /// task runs on for nobody. Checked on start. <value>The default value is 300.</value>
+    /// </summary>
+    [Range(30, 3600)]
+    public int ProxyReadTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>
+    /// How long a (router, session) member that answered 404 (the router does not know the session, or a proxy
+    /// blocks the route) is left out of selection before it is tried again. <value>The default value is 60.</value>
+    /// </summary>
+    [Range(1, 3600)]
+    public int UnknownSessionCooldownSeconds { get; set; } = 60;
+
     public Dictionary<string, RouterOptions> Routers { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 
     public Dictionary<string, PoolOptions> Pools { get; set; } = new(StringComparer.OrdinalIgnoreCase);
@@ -35,6 +52,16 @@ public enum RouterProtocol
 
     /// <summary>An OpenAI-compatible upstream (vLLM, llama.cpp server, Ollama): <c>POST /v1/chat/completions</c>.</summary>
     OpenAICompatible,
+}
+
+/// <summary>The two URL forms of a Cortensor router's completion endpoint.</summary>
+public enum CortensorUrlForm
+{
+    /// <summary><c>POST /api/{version}/completions/{sessionId}</c>.</summary>
+    Path,
+
+    /// <summary><c>POST /api/{version}/completions</c> with <c>session_id</c> in the body.</summary>
+    Body,
 }
 
 public sealed class RouterOptions
@@ -60,6 +87,13 @@ public sealed class RouterOptions
     /// <summary>Router API version segment for Cortensor routers. <value>The default value is <c>v1</c>.</value></summary>
     [RegularExpression("^v[1-9][0-9]?$")]
     public string ApiVersion { get; set; } = "v1";
+
+    /// <summary>
+    /// Which completion URL form this Cortensor router is called with. Current routers accept both (installer PR
+    /// #226), so the gateway uses exactly one and never retries a 404 on the other: a 404 means the session is unknown
+    /// or a proxy blocks the route. <value>The default value is <see cref="CortensorUrlForm.Path"/>.</value>
+    /// </summary>
+    public CortensorUrlForm UrlForm { get; set; } = CortensorUrlForm.Path;
 
     public bool Enabled { get; set; } = true;
 
@@ -87,7 +121,11 @@ public sealed class PoolOptions
     [Range(1, 900)]
     public int? PrecommitTimeoutSeconds { get; set; }
 
-    /// <summary>Added to the task timeout (and precommit timeout) to get the HTTP timeout. <value>The default value is 30.</value></summary>
+    /// <summary>
+    /// Added to the task timeout (and precommit timeout) to get the HTTP timeout: the time the router needs after its
+    /// own timeout to answer. Task + precommit + slack must stay below <see cref="FleetOptions.ProxyReadTimeoutSeconds"/>.
+    /// <value>The default value is 30.</value>
+    /// </summary>
     [Range(0, 600)]
     public int HttpTimeoutSlackSeconds { get; set; } = 30;
 

@@ -36,8 +36,25 @@ internal sealed class FleetOptionsValidator : IValidateOptions<FleetOptions>
             }
         }
 
+        if (options.ProxyReadTimeoutSeconds is < 30 or > 3600)
+        {
+            failures.Add($"{FleetOptions.SectionName}:ProxyReadTimeoutSeconds must be 30..3600.");
+        }
+
+        if (options.UnknownSessionCooldownSeconds is < 1 or > 3600)
+        {
+            failures.Add($"{FleetOptions.SectionName}:UnknownSessionCooldownSeconds must be 1..3600.");
+        }
+
         foreach (var (poolName, pool) in options.Pools)
         {
+            // The router's own timeout must fire, and its answer arrive, before any proxy on the path gives up.
+            var budget = (long)pool.TaskTimeoutSeconds + (pool.PrecommitTimeoutSeconds ?? 0) + pool.HttpTimeoutSlackSeconds;
+            if (budget >= options.ProxyReadTimeoutSeconds)
+            {
+                failures.Add($"Pool '{poolName}': the HTTP timeout budget TaskTimeoutSeconds ({pool.TaskTimeoutSeconds}) + PrecommitTimeoutSeconds ({pool.PrecommitTimeoutSeconds ?? 0}) + HttpTimeoutSlackSeconds ({pool.HttpTimeoutSlackSeconds}) = {budget} s must be below {FleetOptions.SectionName}:ProxyReadTimeoutSeconds ({options.ProxyReadTimeoutSeconds} s), the read timeout of the proxies in front of the routers and the portal (stock nginx: 300 s). Lower the pool's timeouts, or raise ProxyReadTimeoutSeconds after raising those proxies' read timeouts.");
+            }
+
             if (pool.TaskTimeoutSeconds is < 1 or > 900)
             {
                 failures.Add($"Pool '{poolName}': TaskTimeoutSeconds must be 1..900.");

@@ -41,6 +41,7 @@ public static class CortensorFleetServiceCollectionExtensions
 
         services.AddMetrics();
         services.TryAddSingleton<FleetTelemetry>();
+        services.TryAddSingleton<IRouterMemberHealth, RouterMemberHealth>();
         services.TryAddSingleton<FleetRuntime>();
         services.TryAddSingleton<IStreamLeases>(sp => sp.GetRequiredService<FleetRuntime>());
         services.TryAddSingleton<IModelCatalog>(sp => sp.GetRequiredService<FleetRuntime>());

@@ -1,41 +1,28 @@
 using System.Globalization;
-using System.Net;
 using System.Text.Json;
 using Cortensor.Portal.Fleet.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Cortensor.Portal.Fleet.Protocols;
 
 /// <summary>
-/// Talks to a Cortensor router node: <c>POST {base}/api/{version}/completions/{sessionId}</c>, falling back once to
-/// <c>POST {base}/api/{version}/completions</c> with <c>session_id</c> in the body when the router answers 404, and
-/// remembering the form that worked. See <c>Protocols/README-protocols.md</c> for the full behaviour.
+/// Talks to a Cortensor router node with exactly one completion URL form per router (<see cref="RouterTarget.UrlForm"/>):
+/// <c>POST {base}/api/{version}/completions/{sessionId}</c> (the default) or <c>POST {base}/api/{version}/completions</c>
+/// with <c>session_id</c> in the body. Current routers accept both forms (installer PR #226), so a 404 is not retried
+/// on the other form: it means the session is unknown or a proxy blocks the route, and fails as
+/// <see cref="RouterFailureKind.NotFound"/> after one POST. See the Fleet README for the full behaviour.
 /// </summary>
-public sealed partial class CortensorRouterClient : IRouterProtocolClient
+public sealed class CortensorRouterClient : IRouterProtocolClient
 {
     private readonly HttpClient httpClient;
-    private readonly ILogger<CortensorRouterClient> logger;
-    private readonly CortensorUrlFormCache urlForms;
     private readonly RouterCallRunner runner;
 
-    /// <summary>A client that remembers URL forms for its own lifetime only.</summary>
     public CortensorRouterClient(HttpClient httpClient, TimeProvider timeProvider, ILogger<CortensorRouterClient> logger)
-        : this(httpClient, timeProvider, logger, new CortensorUrlFormCache())
-    {
-    }
-
-    /// <summary>A client that remembers URL forms in <paramref name="urlForms"/> (shared across instances).</summary>
-    [ActivatorUtilitiesConstructor]
-    public CortensorRouterClient(HttpClient httpClient, TimeProvider timeProvider, ILogger<CortensorRouterClient> logger, CortensorUrlFormCache urlForms)
     {
         ArgumentNullException.ThrowIfNull(httpClient);
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentNullException.ThrowIfNull(logger);
-        ArgumentNullException.ThrowIfNull(urlForms);
         this.httpClient = httpClient;
-        this.logger = logger;
-        this.urlForms = urlForms;
         runner = new RouterCallRunner(timeProvider, logger, stopStreamAtFinishReason: true);
     }
 
@@ -70,56 +57,27 @@ public sealed partial class CortensorRouterClient : IRouterProtocolClient
         return sessionId;
     }
 
-    /// <summary>Sends with the remembered (or the path) form; on 404 tries the other form once.</summary>
+    /// <summary>One POST on the router's configured URL form; any non-success status throws (a 404 too: no second POST).</summary>
     private async Task<HttpResponseMessage> SendAsync(RouterTarget target, RouterCompletionRequest request, long sessionId, bool stream, CancellationToken cancellationToken)
     {
-        var first = urlForms.Get(target) ?? CortensorUrlForm.Path;
-        var response = await SendFormAsync(target, request, sessionId, first, stream, cancellationToken);
-        if (response.StatusCode != HttpStatusCode.NotFound)
-        {
-            return await AcceptAsync(response, target, request, first, cancellationToken);
-        }
-
-        RouterException firstError;
-        using (response)
-        {
-            firstError = await RouterHttp.CreateStatusErrorAsync(response, target, request, cancellationToken);
-        }
-
-        var second = first == CortensorUrlForm.Path ? CortensorUrlForm.Body : CortensorUrlForm.Path;
-        Log.UrlFormNotFound(logger, target.ToString(), first, second);
-        response = await SendFormAsync(target, request, sessionId, second, stream, cancellationToken);
-        if (response.StatusCode != HttpStatusCode.NotFound)
-        {
-            return await AcceptAsync(response, target, request, second, cancellationToken);
-        }
-
-        using (response)
-        {
-            var secondError = await RouterHttp.CreateStatusErrorAsync(response, target, request, cancellationToken);
-            throw new RouterException(RouterFailureKind.NotFound, $"Router {target} answered 404 on both completion URL forms (session or route unknown).", 404)
-            {
-                RouterMessage = secondError.RouterMessage ?? firstError.RouterMessage,
-            };
-        }
-    }
-
-    private async Task<HttpResponseMessage> AcceptAsync(HttpResponseMessage response, RouterTarget target, RouterCompletionRequest request, CortensorUrlForm form, CancellationToken cancellationToken)
-    {
+        var response = await SendFormAsync(target, request, sessionId, target.UrlForm, stream, cancellationToken);
         if (response.IsSuccessStatusCode)
         {
-            if (urlForms.Get(target) != form)
-            {
-                urlForms.Remember(target, form);
-                Log.UrlFormRemembered(logger, target.ToString(), form);
-            }
-
             return response;
         }
 
         using (response)
         {
-            throw await RouterHttp.CreateStatusErrorAsync(response, target, request, cancellationToken);
+            var error = await RouterHttp.CreateStatusErrorAsync(response, target, request, cancellationToken);
+            if (error.Kind != RouterFailureKind.NotFound)
+            {
+                throw error;
+            }
+
+            throw new RouterException(RouterFailureKind.NotFound, $"Router {target} answered 404 on the {target.UrlForm} URL form: the session is unknown to it or a proxy blocks the route.", 404)
+            {
+                RouterMessage = error.RouterMessage,
+            };
         }
     }
 
@@ -157,16 +115,5 @@ public sealed partial class CortensorRouterClient : IRouterProtocolClient
         {
             return await httpClient.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(EventId = 4010, EventName = "CortensorUrlFormNotFound", Level = LogLevel.Information,
-            Message = "Router {RouterId} answered 404 on the {UrlForm} URL form; trying the {OtherUrlForm} form once")]
-        public static partial void UrlFormNotFound(ILogger logger, string routerId, CortensorUrlForm urlForm, CortensorUrlForm otherUrlForm);
-
-        [LoggerMessage(EventId = 4011, EventName = "CortensorUrlFormRemembered", Level = LogLevel.Debug,
-            Message = "Router {RouterId} uses the {UrlForm} URL form; later calls go straight to it")]
-        public static partial void UrlFormRemembered(ILogger logger, string routerId, CortensorUrlForm urlForm);
     }
 }

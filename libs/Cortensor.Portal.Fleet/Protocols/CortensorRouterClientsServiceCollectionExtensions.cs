@@ -15,7 +15,7 @@ public static class CortensorRouterClientsServiceCollectionExtensions
     /// <summary>
     /// Registers <see cref="CortensorRouterClient"/> and <see cref="OpenAICompatibleRouterClient"/> as typed HTTP clients
     /// and as <see cref="IRouterProtocolClient"/>s, plus <see cref="IRouterProtocolClientResolver"/>,
-    /// <see cref="CortensorUrlFormCache"/> and <see cref="TimeProvider.System"/> (each only when not registered yet).
+    /// and <see cref="TimeProvider.System"/> (each only when not registered yet).
     /// The HTTP clients have no <see cref="HttpClient.Timeout"/> (the clients apply the request's own timeout) and a
     /// per-router (per-authority) circuit breaker, but no retry and no hedging: each attempt on a Cortensor router is a
     /// new on-chain task. Calling this twice registers nothing twice.
@@ -30,7 +30,6 @@ public static class CortensorRouterClientsServiceCollectionExtensions
 
         services.AddSingleton<RouterClientsMarker>();
         services.TryAddSingleton<TimeProvider>(TimeProvider.System);
-        services.TryAddSingleton<CortensorUrlFormCache>();
 
         AddRouterHttpClient<CortensorRouterClient>(services);
         AddRouterHttpClient<OpenAICompatibleRouterClient>(services);

@@ -51,8 +51,8 @@ internal sealed partial class CortensorSseParser
 
     /// <summary>
     /// Yields the chunks of <paramref name="stream"/> (which stays open). A stream without any <c>data:</c> line throws
-    /// <see cref="RouterException"/> (<see cref="RouterFailureKind.BadResponse"/>) at EOF, and so does a line longer
-    /// than <see cref="MaxLineBytes"/>.
+    /// <see cref="RouterException"/> (<see cref="RouterFailureKind.EmptyAnswer"/>) at EOF; a line longer than
+    /// <see cref="MaxLineBytes"/> throws <see cref="RouterFailureKind.BadResponse"/>.
     /// </summary>
     /// <remarks>
     /// Lines are cut and parsed as UTF-8 bytes straight from a small pooled buffer (no per-line strings, no decoder
@@ -135,7 +135,7 @@ internal sealed partial class CortensorSseParser
 
         if (!state.SawData)
         {
-            throw new RouterException(RouterFailureKind.BadResponse, "The router's event stream ended without any data line.");
+            throw new RouterException(RouterFailureKind.EmptyAnswer, "The router's event stream ended without any data line.");
         }
     }
 

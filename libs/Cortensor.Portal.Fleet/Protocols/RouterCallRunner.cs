@@ -93,6 +93,10 @@ internal sealed partial class RouterCallRunner(TimeProvider timeProvider, ILogge
             }
 
             var chunks = 0;
+            // Until a chunk carries text or a finish reason nothing is passed on (a usage-only chunk waits and rides
+            // on the next one), so a stream that ends without either fails before the caller has sent any byte.
+            var answered = false;
+            RouterUsage? heldUsage = null;
             IAsyncEnumerator<RouterStreamChunk>? enumerator = null;
             try
             {
@@ -123,11 +127,31 @@ internal sealed partial class RouterCallRunner(TimeProvider timeProvider, ILogge
 
                     if (!hasNext)
                     {
+                        if (!answered)
+                        {
+                            var empty = new RouterException(RouterFailureKind.EmptyAnswer, $"Router {target} ended its stream with no text and no finish reason.", (int)response.StatusCode);
+                            Log.CallFailed(logger, target.ToString(), empty.Kind, empty.StatusCode, 0, Elapsed(started));
+                            throw empty;
+                        }
+
                         break;
                     }
 
+                    var chunk = enumerator.Current;
+                    if (!answered)
+                    {
+                        if (chunk.Text.Length == 0 && chunk.FinishReason is null)
+                        {
+                            heldUsage = chunk.Usage ?? heldUsage;
+                            continue;
+                        }
+
+                        answered = true;
+                        chunk = chunk with { Usage = chunk.Usage ?? heldUsage };
+                    }
+
                     chunks++;
-                    yield return enumerator.Current;
+                    yield return chunk;
                 }
             }
             finally

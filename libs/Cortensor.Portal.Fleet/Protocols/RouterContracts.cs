@@ -19,6 +19,9 @@ public sealed record RouterTarget
 
     public long? SessionId { get; init; }
 
+    /// <summary>The completion URL form a Cortensor router is called with (exactly one; a 404 is not retried on the other).</summary>
+    public CortensorUrlForm UrlForm { get; init; } = CortensorUrlForm.Path;
+
     /// <summary>Model name for OpenAI-compatible upstreams.</summary>
     public string? UpstreamModel { get; init; }
 
@@ -57,12 +60,16 @@ public sealed record RouterCompletionRequest
     /// <summary>Our request id; sent to Cortensor routers as <c>client_reference</c>.</summary>
     public required string ClientReference { get; init; }
 
-    /// <summary>Router-side task timeout (<c>timeout</c>).</summary>
+    /// <summary>Router-side task timeout (<c>timeout</c>); the router ends the task (and should answer) after it.</summary>
     public int TaskTimeoutSeconds { get; init; } = 120;
 
+    /// <summary>Router <c>precommit_timeout</c> (the miners' precommit phase); sent only when set.</summary>
     public int? PrecommitTimeoutSeconds { get; init; }
 
-    /// <summary>HTTP timeout for the whole call = task timeout + precommit timeout + this slack.</summary>
+    /// <summary>
+    /// HTTP timeout for the whole call = task timeout + precommit timeout + this slack, so the router's own timeout
+    /// fires (and its answer arrives) first. Hitting it aborts the call but not the router's on-chain task.
+    /// </summary>
     public int HttpTimeoutSlackSeconds { get; init; } = 30;
 
     public TimeSpan HttpTimeout => TimeSpan.FromSeconds(TaskTimeoutSeconds + (PrecommitTimeoutSeconds ?? 0) + HttpTimeoutSlackSeconds);
@@ -99,11 +106,21 @@ public enum RouterFailureKind
     /// <summary>The router rejected our credentials (401/403): a configuration problem, 502.</summary>
     Unauthorized,
 
-    /// <summary>The session or route is unknown to the router (404 on both URL forms): 502.</summary>
+    /// <summary>
+    /// The session or route is unknown to the router (404; the URL form is not retried): 502. The gateway takes the
+    /// (router, session) member out of selection for a while and fails over.
+    /// </summary>
     NotFound,
 
     /// <summary>Any other error status or an unreadable answer: 502.</summary>
     BadResponse,
+
+    /// <summary>
+    /// A success status with no answer: an empty body, no text and no finish reason, or a stream of only
+    /// <c>[DONE]</c> or only unreadable data lines (routers send their timeouts this way, installer PR #167). Nothing
+    /// reached the client: 502, safe to fail over, nothing billed. An empty text with a finish reason is an answer.
+    /// </summary>
+    EmptyAnswer,
 }
 
 /// <summary>

@@ -94,6 +94,12 @@ internal static partial class RouterHttp
             throw new RouterException(RouterFailureKind.BadResponse, $"Router {target} sent a completion body larger than {MaxCompletionBodyBytes} bytes.", (int)response.StatusCode);
         }
 
+        if (IsBlank(body.Span))
+        {
+            // Routers answer some timeouts with an empty 200 (installer PR #167): no answer, not a broken one.
+            throw new RouterException(RouterFailureKind.EmptyAnswer, $"Router {target} answered HTTP {(int)response.StatusCode} with an empty body.", (int)response.StatusCode);
+        }
+
         JsonDocument document;
         try
         {
@@ -112,6 +118,11 @@ internal static partial class RouterHttp
         {
             if (TryReadCompletion(document.RootElement, out var completion))
             {
+                if (completion.Text.Length == 0 && completion.FinishReason is null)
+                {
+                    throw new RouterException(RouterFailureKind.EmptyAnswer, $"Router {target} answered HTTP {(int)response.StatusCode} with no text and no finish reason.", (int)response.StatusCode);
+                }
+
                 return completion;
             }
 
@@ -121,6 +132,8 @@ internal static partial class RouterHttp
             };
         }
     }
+
+    private static bool IsBlank(ReadOnlySpan<byte> body) => body.TrimStart(" \t\r\n"u8).IsEmpty;
 
     /// <summary>
     /// Text: <c>choices[0].text</c>, then <c>choices[0].message.content</c>, then top-level <c>text</c>, <c>output</c>,

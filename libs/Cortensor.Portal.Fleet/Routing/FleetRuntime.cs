@@ -50,12 +50,22 @@ public interface IRouterSelector
 {
     /// <summary>False when the pool has no enabled, reachable member.</summary>
     bool TrySelect(string pool, out RouterTarget target);
+
+    /// <summary>
+    /// Like <see cref="TrySelect(string, out RouterTarget)"/>, but never the (router, session) member of
+    /// <paramref name="failed"/>: the member to fail over to. False when the pool has no other one.
+    /// </summary>
+    bool TrySelectOther(string pool, RouterTarget failed, out RouterTarget target)
+    {
+        target = null!;
+        return false;
+    }
 }
 
 /// <summary>
-/// How many members of a pool selection could pick now. Today that is every enabled member of an enabled router
-/// (a simulated router once its simulator runs); router health scoring, when it exists, leaves out members it
-/// scores as down, and the fleet readiness check follows without change.
+/// How many members of a pool selection could pick now: every enabled member of an enabled router (a simulated router
+/// once its simulator runs) that <see cref="IRouterMemberHealth"/> does not hold out (a recent 404); the fleet
+/// readiness check follows.
 /// </summary>
 public interface IPoolRoutability
 {
@@ -80,12 +90,14 @@ public interface ISimulatedRouterDirectory
 
 /// <summary>
 /// Runtime view of <see cref="FleetOptions"/>: an immutable snapshot rebuilt whenever options change, read
-/// without locks on the hot path. Selection is round robin over enabled members of enabled routers. Stream slots
-/// (<see cref="IStreamLeases"/>) outlive snapshots, so a reload never forgets an open stream.
+/// without locks on the hot path. Selection is round robin over enabled members of enabled routers, skipping members
+/// that <see cref="IRouterMemberHealth"/> holds out. Stream slots (<see cref="IStreamLeases"/>) outlive snapshots, so a
+/// reload never forgets an open stream.
 /// </summary>
 internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutability, IStreamLeases, IDisposable
 {
     private readonly ISimulatedRouterDirectory? _simulators;
+    private readonly IRouterMemberHealth? _health;
     private readonly IDisposable? _subscription;
     private readonly StreamSlots _streams;
     private volatile Snapshot _snapshot;
@@ -93,10 +105,12 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
     public FleetRuntime(
         IOptionsMonitor<FleetOptions> options,
         IEnumerable<ISimulatedRouterDirectory> simulators,
+        IEnumerable<IRouterMemberHealth> health,
         TimeProvider timeProvider,
         FleetTelemetry telemetry)
     {
         _simulators = simulators.FirstOrDefault();
+        _health = health.FirstOrDefault();
         _streams = new StreamSlots(timeProvider, telemetry);
         _snapshot = Snapshot.Build(options.CurrentValue);
         _subscription = options.OnChange(o => _snapshot = Snapshot.Build(o));
@@ -107,7 +121,11 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
     public bool TryGetModel(string alias, out CatalogModel model)
         => _snapshot.Models.TryGetValue(alias, out model!);
 
-    public bool TrySelect(string pool, out RouterTarget target)
+    public bool TrySelect(string pool, out RouterTarget target) => TrySelect(pool, null, out target);
+
+    public bool TrySelectOther(string pool, RouterTarget failed, out RouterTarget target) => TrySelect(pool, failed, out target);
+
+    private bool TrySelect(string pool, RouterTarget? excluded, out RouterTarget target)
     {
         target = null!;
         if (!_snapshot.Pools.TryGetValue(pool, out var state) || state.Members.Length == 0)
@@ -119,7 +137,12 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         for (var i = 0; i < state.Members.Length; i++)
         {
             var member = state.Members[(start + i) % state.Members.Length];
-            if (TryBuildTarget(member, state.UpstreamModel, out target))
+            if (excluded is not null && member.RouterId == excluded.RouterId && member.SessionId == excluded.SessionId)
+            {
+                continue;
+            }
+
+            if (IsHealthy(member) && TryBuildTarget(member, state.UpstreamModel, out target))
             {
                 return true;
             }
@@ -222,7 +245,9 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
 
     // The same test TryBuildTarget applies, without building a target.
     private bool IsRoutable(Member member)
-        => !member.Router.Simulated || (_simulators is not null && _simulators.TryGetEndpoint(member.RouterId, out _, out _));
+        => IsHealthy(member) && (!member.Router.Simulated || (_simulators is not null && _simulators.TryGetEndpoint(member.RouterId, out _, out _)));
+
+    private bool IsHealthy(Member member) => _health?.IsHealthy(member.RouterId, member.SessionId) ?? true;
 
     private bool TryBuildTarget(Member member, string? upstreamModel, out RouterTarget target)
     {
@@ -248,6 +273,7 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
             Protocol = member.Router.Protocol,
             ApiVersion = member.Router.ApiVersion,
             SessionId = member.SessionId,
+            UrlForm = member.Router.UrlForm,
             UpstreamModel = upstreamModel,
         };
         return true;
