@@ -102,6 +102,9 @@ public sealed class StreamLease : IDisposable
     /// <summary>The exclusive (router, session) key; null when the stream shares its member (non-blocking routers).</summary>
     internal string? Slot { get; }
 
+    /// <summary>True when the stream holds its (router, session) alone: it may not move to another member without a slot there.</summary>
+    public bool IsExclusive => Slot is not null;
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _released, 1) == 0)

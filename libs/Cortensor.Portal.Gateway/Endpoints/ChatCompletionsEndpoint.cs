@@ -54,7 +54,7 @@ internal static class ChatCompletionsEndpoint
             var (leased, lease) = await inference.LeaseStreamAsync(routed, requestId, context.RequestAborted);
             using var slot = lease;
             await using var stream = await enforcer.CallAdmittedAsync(
-                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, requestId, state, ct), static open => open.DisposeAsync());
+                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, lease, requestId, state, ct), static open => open.DisposeAsync());
             timer.RouterAnswered(); // first chunk
             await StreamAsync(context, stream, leased, writer, telemetry, timer);
             return;
@@ -62,8 +62,8 @@ internal static class ChatCompletionsEndpoint
 
         var completion = await enforcer.CallAdmittedAsync(context, state, principal, routed, timer, ct => inference.CompleteAsync(routed, requestId, state, ct));
         timer.RouterAnswered();
-        var text = OutputCleaner.Clean(model.PromptFormat, completion.Text);
-        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state);
+        var text = StopSequences.Cut(OutputCleaner.Clean(model.PromptFormat, completion.Text), routed.Request.Stop, out var stopped);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state, cutByStop: stopped);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
 
         var response = new ChatCompletionResponse(
@@ -71,7 +71,7 @@ internal static class ChatCompletionsEndpoint
             "chat.completion",
             created,
             alias,
-            [new ChatChoiceDto(0, new ChatResponseMessageDto("assistant", text, null), null, InferenceService.MapFinishReason(completion.FinishReason))],
+            [new ChatChoiceDto(0, new ChatResponseMessageDto("assistant", text, null), null, stopped ? "stop" : InferenceService.MapFinishReason(completion.FinishReason))],
             usage);
         timer.Stamp(context.Response);
         await context.Response.WriteAsJsonAsync(response, GatewayJson.Context.ChatCompletionResponse, "application/json", context.RequestAborted);
@@ -89,6 +89,7 @@ internal static class ChatCompletionsEndpoint
         await writer.WriteAsync(new ChatDeltaDto("assistant", ""), null);
 
         var cleaner = new StreamingOutputCleaner(routed.Model.PromptFormat);
+        var stops = StopSequences.Create(routed.Request.Stop);
         var emitted = new StringBuilder();
         Fleet.Protocols.RouterUsage? usage = null;
         string? finishReason = null;
@@ -98,11 +99,22 @@ internal static class ChatCompletionsEndpoint
             usage = chunk.Usage ?? usage;
             finishReason = chunk.FinishReason ?? finishReason;
             var text = cleaner.Push(chunk.Text);
+            if (stops is not null)
+            {
+                text = stops.Push(text);
+            }
+
             if (text.Length > 0)
             {
                 emitted.Append(text);
                 GatewayRequestState.Of(context).Streamed(emitted.Length);
                 await writer.WriteAsync(new ChatDeltaDto(null, text), null);
+            }
+
+            if (stops?.IsStopped == true)
+            {
+                await stream.DisposeAsync(); // a stop string: end the router call now, not when the response ends
+                break;
             }
 
             if (cleaner.IsStopped)
@@ -120,14 +132,21 @@ internal static class ChatCompletionsEndpoint
         }
 
         var tail = cleaner.Flush();
+        if (stops is not null)
+        {
+            // After a stop string the cleaner's held-back tail is past the cut.
+            tail = stops.IsStopped ? "" : stops.Push(tail) + stops.Flush();
+        }
+
         if (tail.Length > 0)
         {
             emitted.Append(tail);
             await writer.WriteAsync(new ChatDeltaDto(null, tail), null);
         }
 
-        await writer.WriteAsync(new ChatDeltaDto(null, null), InferenceService.MapFinishReason(finishReason));
-        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context));
+        var stopped = stops?.IsStopped == true;
+        await writer.WriteAsync(new ChatDeltaDto(null, null), stopped ? "stop" : InferenceService.MapFinishReason(finishReason));
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context), cutByStop: stopped);
         telemetry.RecordTokens(routed.Model.Alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
         await writer.WriteUsageAsync(finalUsage);
         await SseWriter.WriteDoneAsync(context.Response, context.RequestAborted);

@@ -56,7 +56,7 @@ internal static class CompletionsEndpoint
             var (leased, lease) = await inference.LeaseStreamAsync(routed, requestId, context.RequestAborted);
             using var slot = lease;
             await using var stream = await enforcer.CallAdmittedAsync(
-                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, requestId, state, ct), static open => open.DisposeAsync());
+                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, lease, requestId, state, ct), static open => open.DisposeAsync());
             timer.RouterAnswered(); // first chunk
             await StreamAsync(context, stream, leased, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
             return;
@@ -64,10 +64,11 @@ internal static class CompletionsEndpoint
 
         var completion = await enforcer.CallAdmittedAsync(context, state, principal, routed, timer, ct => inference.CompleteAsync(routed, requestId, state, ct));
         timer.RouterAnswered();
-        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, completion.Text, state);
+        var text = StopSequences.Cut(completion.Text, routed.Request.Stop, out var stopped);
+        var usage = InferenceService.Usage(completion.Usage, routed.EstimatedPromptTokens, text, state, cutByStop: stopped);
         telemetry.RecordTokens(model.Alias, usage.PromptTokens, usage.CompletionTokens);
         var response = new TextCompletionResponse(id, "text_completion", created, alias,
-            [new TextChoiceDto(completion.Text, 0, null, InferenceService.MapFinishReason(completion.FinishReason))], usage);
+            [new TextChoiceDto(text, 0, null, stopped ? "stop" : InferenceService.MapFinishReason(completion.FinishReason))], usage);
         timer.Stamp(context.Response);
         await context.Response.WriteAsJsonAsync(response, GatewayJson.Context.TextCompletionResponse, "application/json", context.RequestAborted);
     }
@@ -130,6 +131,7 @@ internal static class CompletionsEndpoint
     {
         SseWriter.Start(context, timer);
 
+        var stops = StopSequences.Create(routed.Request.Stop);
         var emitted = new System.Text.StringBuilder();
         Fleet.Protocols.RouterUsage? usage = null;
         string? finishReason = null;
@@ -138,11 +140,18 @@ internal static class CompletionsEndpoint
             var chunk = stream.Current;
             usage = chunk.Usage ?? usage;
             finishReason = chunk.FinishReason ?? finishReason;
-            if (chunk.Text.Length > 0)
+            var text = stops is null ? chunk.Text : stops.Push(chunk.Text);
+            if (text.Length > 0)
             {
-                emitted.Append(chunk.Text);
+                emitted.Append(text);
                 GatewayRequestState.Of(context).Streamed(emitted.Length);
-                await WriteAsync(new TextChoiceDto(chunk.Text, 0, null, null));
+                await WriteAsync(new TextChoiceDto(text, 0, null, null));
+            }
+
+            if (stops?.IsStopped == true)
+            {
+                await stream.DisposeAsync(); // a stop string: end the router call now, not when the response ends
+                break;
             }
 
             if (await stream.MoveNextAsync() is { } error)
@@ -153,8 +162,16 @@ internal static class CompletionsEndpoint
             }
         }
 
-        await WriteAsync(new TextChoiceDto("", 0, null, InferenceService.MapFinishReason(finishReason)));
-        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context));
+        var tail = stops is null || stops.IsStopped ? "" : stops.Flush();
+        if (tail.Length > 0)
+        {
+            emitted.Append(tail);
+            await WriteAsync(new TextChoiceDto(tail, 0, null, null));
+        }
+
+        var stopped = stops?.IsStopped == true;
+        await WriteAsync(new TextChoiceDto("", 0, null, stopped ? "stop" : InferenceService.MapFinishReason(finishReason)));
+        var finalUsage = InferenceService.Usage(usage, routed.EstimatedPromptTokens, emitted.ToString(), GatewayRequestState.Of(context), cutByStop: stopped);
         telemetry.RecordTokens(alias, finalUsage.PromptTokens, finalUsage.CompletionTokens);
         if (includeUsage)
         {

@@ -192,6 +192,11 @@ public sealed class GatewayError
         StatusCodes.Status502BadGateway, "server_error", "upstream_error", null,
         "The model service returned an error. Please retry.");
 
+    /// <summary>The router answered nothing (no text, no finish reason): a router failure, never an empty success.</summary>
+    public static GatewayError RouterEmptyAnswer() => new(
+        StatusCodes.Status502BadGateway, "server_error", "upstream_error", null,
+        "The model service returned an empty answer. Please retry.");
+
     /// <summary>The most of a client's text an error message repeats, so a huge value is not reflected whole.</summary>
     internal const int MaxEchoLength = 256;
 

@@ -40,15 +40,35 @@ internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunk
         }
     }
 
-    public ValueTask DisposeAsync() => chunks.DisposeAsync();
+    private bool _disposed;
+
+    /// <summary>Ends the router call (disposing the router stream aborts it); safe to call more than once.</summary>
+    public ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _disposed = true;
+        HasChunk = false;
+        return chunks.DisposeAsync();
+    }
 }
 
 /// <summary>Model resolution, entitlement, routing, and the mapping of router failures to client errors.</summary>
 internal sealed partial class InferenceService
 {
     private readonly IModelCatalog _catalog;
+    /// <summary>
+    /// Other members a request may move to after a failure before any byte reached the client. One: every attempt on
+    /// a Cortensor router is a new on-chain task, so failover is for members that did nothing useful, not a retry loop.
+    /// </summary>
+    internal const int MaxFailovers = 1;
+
     private readonly IRouterSelector _selector;
     private readonly IStreamLeases _streams;
+    private readonly IRouterMemberHealth _health;
     private readonly FrozenDictionary<RouterProtocol, IRouterProtocolClient> _clients;
     private readonly CortensorGatewayOptions _options;
     private readonly ILogger<InferenceService> _logger;
@@ -57,6 +77,7 @@ internal sealed partial class InferenceService
         IModelCatalog catalog,
         IRouterSelector selector,
         IStreamLeases streams,
+        IRouterMemberHealth health,
         IEnumerable<IRouterProtocolClient> clients,
         IOptions<CortensorGatewayOptions> options,
         ILogger<InferenceService> logger)
@@ -64,6 +85,7 @@ internal sealed partial class InferenceService
         _catalog = catalog;
         _selector = selector;
         _streams = streams;
+        _health = health;
         _clients = clients.GroupBy(c => c.Protocol).ToFrozenDictionary(g => g.Key, g => g.Last());
         _options = options.Value;
         _logger = logger;
@@ -148,16 +170,26 @@ internal sealed partial class InferenceService
         return new RoutedRequest(model, target, client, request, promptTokens);
     }
 
-    /// <summary>Non-stream call; router failures become the matching <see cref="GatewayException"/>.</summary>
+    /// <summary>
+    /// Non-stream call; router failures become the matching <see cref="GatewayException"/>. A failure that left nothing
+    /// behind (see <see cref="MayFailOver"/>) moves the request to another member of the pool first, when there is one.
+    /// </summary>
     public async Task<RouterCompletion> CompleteAsync(RoutedRequest routed, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
     {
-        try
+        for (var failovers = 0; ; failovers++)
         {
-            return await routed.Client.CompleteAsync(routed.Target, routed.Request, cancellationToken);
-        }
-        catch (RouterException ex)
-        {
-            throw new GatewayException(Map(ex, routed.Target, requestId, state));
+            try
+            {
+                return await routed.Client.CompleteAsync(routed.Target, routed.Request, cancellationToken);
+            }
+            catch (RouterException ex)
+            {
+                Observe(ex, routed.Target);
+                if (failovers >= maxFailovers || !TryFailOver(ex, ref routed, requestId, state))
+                {
+                    throw new GatewayException(Map(ex, routed.Target, requestId, state));
+                }
+            }
         }
     }
 
@@ -181,35 +213,90 @@ internal sealed partial class InferenceService
     }
 
     /// <summary>
-    /// Starts a stream and waits for its first chunk. Nothing has been written to the client yet, so a failure
-    /// up to here is still a plain JSON error with the right status (and could be failed over later).
+    /// Starts a stream and waits for its first chunk (the router client passes on nothing before the first text or
+    /// finish reason). Nothing has been written to the client yet, so a failure up to here is still a plain JSON
+    /// error with the right status, and may move to another member as <see cref="CompleteAsync"/> does, unless
+    /// <paramref name="lease"/> holds its (router, session) exclusively: the other member's session may carry another
+    /// customer's stream, so such a stream answers the error instead.
     /// </summary>
-    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
+    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, StreamLease lease, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
     {
-        var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, cancellationToken).GetAsyncEnumerator(cancellationToken);
-        try
+        var maxFailovers = lease.IsExclusive ? 0 : MaxFailovers;
+        for (var failovers = 0; ; failovers++)
         {
-            var hasChunk = await chunks.MoveNextAsync();
-            return new OpenRouterStream(chunks, hasChunk, this, routed, requestId, state);
-        }
-        catch (RouterException ex)
-        {
-            await chunks.DisposeAsync();
-            throw new GatewayException(Map(ex, routed.Target, requestId, state));
-        }
-        catch
-        {
-            await chunks.DisposeAsync();
-            throw;
+            var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            try
+            {
+                var hasChunk = await chunks.MoveNextAsync();
+                return new OpenRouterStream(chunks, hasChunk, this, routed, requestId, state);
+            }
+            catch (RouterException ex)
+            {
+                await chunks.DisposeAsync();
+                Observe(ex, routed.Target);
+                if (failovers >= maxFailovers || !TryFailOver(ex, ref routed, requestId, state))
+                {
+                    throw new GatewayException(Map(ex, routed.Target, requestId, state));
+                }
+            }
+            catch
+            {
+                await chunks.DisposeAsync();
+                throw;
+            }
         }
     }
 
-    /// <summary>Router usage when reported, else estimates (4 characters a token); noted on the request state for metering.</summary>
-    public static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText, GatewayRequestState state)
+    /// <summary>
+    /// Failures after which another member may take the request: the router produced nothing (an empty answer), does
+    /// not know the session (404), refused our key, or could not be reached. Not timeouts or broken answers: that
+    /// router may still be working on the task, and a second task would double the on-chain work for one answer.
+    /// </summary>
+    private static bool MayFailOver(RouterFailureKind kind) => kind is RouterFailureKind.EmptyAnswer
+        or RouterFailureKind.NotFound or RouterFailureKind.Unauthorized or RouterFailureKind.Unavailable;
+
+    /// <summary>Fleet health learns from real calls: a 404 holds the member out of selection for a while.</summary>
+    private void Observe(RouterException exception, RouterTarget target)
+    {
+        if (exception.Kind == RouterFailureKind.NotFound)
+        {
+            _health.ReportUnknownSession(target);
+        }
+    }
+
+    /// <summary>True (with the next member in <paramref name="routed"/>) when another member takes the request.</summary>
+    private bool TryFailOver(RouterException exception, ref RoutedRequest routed, string requestId, GatewayRequestState state)
+    {
+        if (!MayFailOver(exception.Kind)
+            || !_selector.TrySelectOther(routed.Model.Pool, routed.Target, out var next)
+            || !_clients.TryGetValue(next.Protocol, out var client))
+        {
+            return false;
+        }
+
+        Log.FailingOver(_logger, requestId, routed.Target.RouterId, exception.Kind, next.RouterId);
+        routed = routed with { Target = next, Client = client };
+        state.RouterId = next.RouterId;
+        return true;
+    }
+
+    /// <summary>
+    /// Router usage when reported, else estimates (4 characters a token); noted on the request state for metering.
+    /// When a stop string cut the output (<paramref name="cutByStop"/>) the router counted text the client never got:
+    /// completion tokens are then the estimate of the text returned, or the router's count if that is lower.
+    /// </summary>
+    public static UsageDto Usage(RouterUsage? reported, int estimatedPromptTokens, string completionText, GatewayRequestState state, bool cutByStop = false)
     {
         var prompt = reported?.PromptTokens ?? estimatedPromptTokens;
         var completion = reported?.CompletionTokens ?? EstimateTokens(completionText);
-        state.Tokens = (prompt, completion, reported is null);
+        var estimated = reported is null;
+        if (cutByStop && EstimateTokens(completionText) < completion)
+        {
+            completion = EstimateTokens(completionText);
+            estimated = true;
+        }
+
+        state.Tokens = (prompt, completion, estimated);
         return new UsageDto(prompt, completion, prompt + completion);
     }
 
@@ -218,11 +305,17 @@ internal sealed partial class InferenceService
     {
         state.UpstreamFailed = true;
         state.UpstreamStatus = exception.StatusCode;
+        if (exception.Kind == RouterFailureKind.EmptyAnswer)
+        {
+            state.Tokens = (0, 0, false); // the router answered nothing: nothing to bill
+        }
+
         Log.RouterFailed(_logger, requestId, target.RouterId, exception.Kind, exception.StatusCode, exception.Message);
         return exception.Kind switch
         {
             RouterFailureKind.Unavailable => GatewayError.RouterUnavailable(_options.UnavailableRetryAfterSeconds),
             RouterFailureKind.Timeout => GatewayError.RouterTimeout(),
+            RouterFailureKind.EmptyAnswer => GatewayError.RouterEmptyAnswer(),
             _ => GatewayError.RouterFailed(),
         };
     }
@@ -240,10 +333,13 @@ internal sealed partial class InferenceService
         [LoggerMessage(EventId = 1100, Level = LogLevel.Warning, Message = "No router available for model {Model}")]
         public static partial void NoRouterAvailable(ILogger logger, string model);
 
+        [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Request {RequestId}: router {RouterId} failed ({Kind}) before answering; failing over to router {NextRouterId}")]
+        public static partial void FailingOver(ILogger logger, string requestId, string routerId, RouterFailureKind kind, string nextRouterId);
+
         [LoggerMessage(EventId = 1101, Level = LogLevel.Warning, Message = "Request {RequestId}: router {RouterId} failed ({Kind}, status {Status}): {Detail}")]
         public static partial void RouterFailed(ILogger logger, string requestId, string routerId, RouterFailureKind kind, int? status, string detail);
 
-        [LoggerMessage(EventId = 1102, Level = LogLevel.Warning, Message = "Request {RequestId}: no stream slot for model {Model} ({Reason}); answered 503")]
+        [LoggerMessage(EventId = 1103, Level = LogLevel.Warning, Message = "Request {RequestId}: no stream slot for model {Model} ({Reason}); answered 503")]
         public static partial void StreamsBusy(ILogger logger, string requestId, string model, StreamRefusal reason);
     }
 }

@@ -182,7 +182,7 @@ internal static class RequestValidation
             case JsonValueKind.Undefined or JsonValueKind.Null:
                 return null;
             case JsonValueKind.String:
-                return [stop.GetString()!];
+                return [CheckStopLength(stop.GetString()!)];
             case JsonValueKind.Array:
                 var list = new List<string>();
                 foreach (var item in stop.EnumerateArray())
@@ -192,7 +192,13 @@ internal static class RequestValidation
                         throw new GatewayException(GatewayError.InvalidParameter("stop", "Invalid 'stop': expected a string or an array of strings."));
                     }
 
-                    list.Add(item.GetString()!);
+                    list.Add(CheckStopLength(item.GetString()!));
+                }
+
+                if (list.Count == 0)
+                {
+                    // OpenAI's StopConfiguration: a string, or an array of 1 to 4 strings.
+                    throw new GatewayException(GatewayError.InvalidParameter("stop", "Invalid 'stop': empty array. Expected an array with minimum length 1, but got an empty array instead.", "empty_array"));
                 }
 
                 if (list.Count > 4)
@@ -200,11 +206,21 @@ internal static class RequestValidation
                     throw new GatewayException(GatewayError.InvalidParameter("stop", $"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length {list.Count} instead.", "array_above_max_length"));
                 }
 
-                return list.Count == 0 ? null : list;
+                return list;
             default:
                 throw new GatewayException(GatewayError.InvalidParameter("stop", "Invalid 'stop': expected a string or an array of strings."));
         }
     }
+
+    /// <summary>
+    /// The longest stop string accepted. The gateway enforces stop strings itself and holds back up to this many
+    /// characters of a stream while a partial match may still complete; OpenAI documents no limit.
+    /// </summary>
+    public const int MaxStopLength = 512;
+
+    private static string CheckStopLength(string stop) => stop.Length <= MaxStopLength
+        ? stop
+        : throw new GatewayException(GatewayError.InvalidParameter("stop", $"Invalid 'stop': each stop sequence may be at most {MaxStopLength} characters long, but one has {stop.Length}.", "string_above_max_length"));
 
     /// <summary>Refuses chat features the routers cannot honour, instead of silently ignoring them.</summary>
     public static void RejectUnsupportedChatFeatures(ChatCompletionRequest request)
