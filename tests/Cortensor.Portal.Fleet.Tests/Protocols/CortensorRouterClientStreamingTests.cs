@@ -12,7 +12,6 @@ namespace Cortensor.Portal.Fleet.Tests.Protocols;
 public sealed class CortensorRouterClientStreamingTests : IDisposable
 {
     private const string PathForm = "/api/v1/completions/42";
-    private const string BodyForm = "/api/v1/completions";
 
     private const string SseBody =
         "data: {\"id\":\"cmpl-1\",\"task_id\":5,\"choices\":[{\"text\":\"The \",\"finish_reason\":null}]}\n\n" +
@@ -67,16 +66,51 @@ public sealed class CortensorRouterClientStreamingTests : IDisposable
         Assert.Equal(new RouterStreamChunk("whole answer", "length", new RouterUsage(2, 7)), chunk);
     }
 
-    [Fact]
-    public async Task StreamAsync_PathFormNotFound_FallsBackToBodyForm()
+    [Theory]
+    [InlineData("data: [DONE]\n\n")] // only the end marker
+    [InlineData("data: not json\n\ndata: {broken\n\n")] // only unreadable data lines
+    [InlineData("data: not json\n\ndata: [DONE]\n\n")]
+    [InlineData("data: {\"choices\":[{\"text\":\"\",\"finish_reason\":null}]}\n\ndata: [DONE]\n\n")] // only empty text
+    [InlineData("data: {\"choices\":[{\"text\":\"\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":0}}\n\n")] // usage, no answer
+    [InlineData("")] // an empty 200 body
+    [InlineData(": keep-alive\n\n")] // comments only
+    public async Task StreamAsync_StreamWithoutTextOrFinishReason_ThrowsEmptyAnswerBeforeAnyChunk(string body)
     {
-        Answer(BodyForm, SseBody);
+        Answer(PathForm, body);
+
+        var chunks = new List<RouterStreamChunk>();
+        var ex = await Assert.ThrowsAsync<RouterException>(async () =>
+        {
+            await foreach (var chunk in CortensorClient().StreamAsync(Target(server.Url!), NewRequest(), CancellationToken.None))
+            {
+                chunks.Add(chunk);
+            }
+        });
+
+        Assert.Equal(RouterFailureKind.EmptyAnswer, ex.Kind);
+        Assert.Empty(chunks);
+    }
+
+    [Fact]
+    public async Task StreamAsync_EmptyTextWithFinishReason_IsAValidAnswerCarryingEarlierUsage()
+    {
+        Answer(PathForm,
+            "data: {\"choices\":[{\"text\":\"\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":0}}\n\n" +
+            "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n");
 
         var chunks = await ToListAsync(CortensorClient().StreamAsync(Target(server.Url!), NewRequest(), CancellationToken.None));
 
-        Assert.Equal("The answer.", string.Concat(chunks.Select(c => c.Text)));
-        Assert.Equal([PathForm, BodyForm], Paths(server));
-        Assert.Equal(SessionId, Body(server.LogEntries.Single(e => e.RequestMessage.Path == BodyForm)).GetProperty("session_id").GetInt64());
+        Assert.Equal(new RouterStreamChunk("", "length", new RouterUsage(4, 0)), Assert.Single(chunks));
+    }
+
+    [Fact]
+    public async Task StreamAsync_JsonAnswerWithEmptyTextAndNoFinishReason_ThrowsEmptyAnswer()
+    {
+        Answer(PathForm, """{"choices":[{"text":""}]}""", contentType: "application/json");
+
+        var ex = await Assert.ThrowsAsync<RouterException>(() => ToListAsync(CortensorClient().StreamAsync(Target(server.Url!), NewRequest(), CancellationToken.None)));
+
+        Assert.Equal(RouterFailureKind.EmptyAnswer, ex.Kind);
     }
 
     [Fact]

@@ -124,83 +124,86 @@ public sealed class CortensorRouterClientTests : IDisposable
     }
 
     [Fact]
-    public async Task CompleteAsync_PathFormNotFound_RetriesBodyFormWithIntegerSessionAndRemembersIt()
+    public async Task CompleteAsync_PathFormNotFound_ThrowsNotFoundAfterExactlyOnePost()
     {
+        // Current routers accept both forms (installer PR #226): a 404 means an unknown session, not a wrong form.
+        Answer(PathForm, """{"error":"unknown session 42"}""", status: 404);
         Answer(BodyForm, OkBody);
-        var client = CortensorClient();
-        var target = Target(server.Url!);
-
-        var first = await client.CompleteAsync(target, NewRequest(clientReference: "req-1"), CancellationToken.None);
-        var second = await client.CompleteAsync(target, NewRequest(clientReference: "req-2"), CancellationToken.None);
-
-        Assert.Equal("Forty-two.", first.Text);
-        Assert.Equal("Forty-two.", second.Text);
-        Assert.Equal([PathForm, BodyForm, BodyForm], Paths(server));
-        var bodies = server.LogEntries.OrderBy(e => e.RequestMessage.DateTime).Skip(1).Select(Body).ToArray();
-        Assert.All(bodies, b =>
-        {
-            Assert.Equal(JsonValueKind.Number, b.GetProperty("session_id").ValueKind);
-            Assert.Equal(SessionId, b.GetProperty("session_id").GetInt64());
-        });
-        Assert.Equal("req-2", bodies[1].GetProperty("client_reference").GetString());
-    }
-
-    [Fact]
-    public async Task CompleteAsync_RememberedFormLaterNotFound_TriesOtherFormOnceAndSwitches()
-    {
-        Answer(BodyForm, OkBody);
-        var client = CortensorClient();
-        var target = Target(server.Url!);
-        await client.CompleteAsync(target, NewRequest(), CancellationToken.None);
-
-        server.ResetMappings();
-        Answer(PathForm, OkBody);
-        await client.CompleteAsync(target, NewRequest(), CancellationToken.None);
-        await client.CompleteAsync(target, NewRequest(), CancellationToken.None);
-
-        Assert.Equal([PathForm, BodyForm, BodyForm, PathForm, PathForm], Paths(server));
-        Assert.False(Body(server.LogEntries.OrderBy(e => e.RequestMessage.DateTime).Last()).TryGetProperty("session_id", out _));
-    }
-
-    [Fact]
-    public async Task CompleteAsync_NotFoundOnBothForms_ThrowsNotFoundAfterTwoCalls()
-    {
-        Answer(PathForm, """{"error":"unknown session"}""", status: 404);
-        Answer(BodyForm, """{"error":"unknown session 42"}""", status: 404);
 
         var ex = await Assert.ThrowsAsync<RouterException>(() => CortensorClient().CompleteAsync(Target(server.Url!), NewRequest(), CancellationToken.None));
 
         Assert.Equal(RouterFailureKind.NotFound, ex.Kind);
         Assert.Equal(404, ex.StatusCode);
         Assert.Equal("unknown session 42", ex.RouterMessage);
-        Assert.Equal([PathForm, BodyForm], Paths(server));
+        Assert.Equal([PathForm], Paths(server));
     }
 
     [Fact]
-    public async Task CompleteAsync_UrlFormCacheSharedAcrossClients_SecondClientGoesStraightToBodyForm()
+    public async Task StreamAsync_PathFormNotFound_ThrowsNotFoundAfterExactlyOnePost()
     {
-        Answer(BodyForm, OkBody);
-        var cache = new CortensorUrlFormCache();
-        var target = Target(server.Url!);
+        Answer(PathForm, "not here", status: 404, contentType: "text/plain");
+        Answer(BodyForm, "data: {\"choices\":[{\"text\":\"hi\",\"finish_reason\":\"stop\"}]}\n\n", contentType: "text/event-stream");
 
-        await new CortensorRouterClient(new HttpClient(), TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<CortensorRouterClient>.Instance, cache)
-            .CompleteAsync(target, NewRequest(), CancellationToken.None);
-        await new CortensorRouterClient(new HttpClient(), TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<CortensorRouterClient>.Instance, cache)
-            .CompleteAsync(target, NewRequest(), CancellationToken.None);
+        var ex = await Assert.ThrowsAsync<RouterException>(() => ToListAsync(CortensorClient().StreamAsync(Target(server.Url!), NewRequest(), CancellationToken.None)));
 
-        Assert.Equal([PathForm, BodyForm, BodyForm], Paths(server));
+        Assert.Equal(RouterFailureKind.NotFound, ex.Kind);
+        Assert.Equal([PathForm], Paths(server));
     }
 
     [Fact]
-    public async Task CompleteAsync_OtherRouterIdOnSameUrl_DoesNotShareRememberedForm()
+    public async Task CompleteAsync_BodyFormConfigured_PostsBodyFormOnlyWithIntegerSession()
     {
         Answer(BodyForm, OkBody);
-        var client = CortensorClient();
+        var target = Target(server.Url!) with { UrlForm = Cortensor.Portal.Fleet.Configuration.CortensorUrlForm.Body };
 
-        await client.CompleteAsync(Target(server.Url!, routerId: "r1"), NewRequest(), CancellationToken.None);
-        await client.CompleteAsync(Target(server.Url!, routerId: "r2"), NewRequest(), CancellationToken.None);
+        var completion = await CortensorClient().CompleteAsync(target, NewRequest(clientReference: "req-1"), CancellationToken.None);
 
-        Assert.Equal([PathForm, BodyForm, PathForm, BodyForm], Paths(server));
+        Assert.Equal("Forty-two.", completion.Text);
+        Assert.Equal([BodyForm], Paths(server));
+        var body = Body(server.LogEntries.Single());
+        Assert.Equal(JsonValueKind.Number, body.GetProperty("session_id").ValueKind);
+        Assert.Equal(SessionId, body.GetProperty("session_id").GetInt64());
+    }
+
+    [Fact]
+    public async Task CompleteAsync_BodyFormNotFound_DoesNotTryPathForm()
+    {
+        Answer(BodyForm, """{"error":"unknown session"}""", status: 404);
+        Answer(PathForm, OkBody);
+        var target = Target(server.Url!) with { UrlForm = Cortensor.Portal.Fleet.Configuration.CortensorUrlForm.Body };
+
+        var ex = await Assert.ThrowsAsync<RouterException>(() => CortensorClient().CompleteAsync(target, NewRequest(), CancellationToken.None));
+
+        Assert.Equal(RouterFailureKind.NotFound, ex.Kind);
+        Assert.Equal([BodyForm], Paths(server));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(" \n")]
+    [InlineData("""{"choices":[{"text":"","index":0,"finish_reason":null}]}""")]
+    [InlineData("""{"choices":[{"text":""}],"usage":{"prompt_tokens":5,"completion_tokens":0}}""")]
+    [InlineData("""{"text":""}""")]
+    public async Task CompleteAsync_SuccessWithEmptyAnswer_ThrowsEmptyAnswer(string body)
+    {
+        // Routers send some timeouts as an empty 200 (installer PR #167): an answer of nothing is a failure.
+        Answer(PathForm, body);
+
+        var ex = await Assert.ThrowsAsync<RouterException>(() => CortensorClient().CompleteAsync(Target(server.Url!), NewRequest(), CancellationToken.None));
+
+        Assert.Equal(RouterFailureKind.EmptyAnswer, ex.Kind);
+        Assert.Equal(200, ex.StatusCode);
+    }
+
+    [Fact]
+    public async Task CompleteAsync_EmptyTextWithFinishReason_IsAValidAnswer()
+    {
+        Answer(PathForm, """{"choices":[{"text":"","finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":0}}""");
+
+        var completion = await CortensorClient().CompleteAsync(Target(server.Url!), NewRequest(), CancellationToken.None);
+
+        Assert.Equal("", completion.Text);
+        Assert.Equal("length", completion.FinishReason);
     }
 
     [Fact]

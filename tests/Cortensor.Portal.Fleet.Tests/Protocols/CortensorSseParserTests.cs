@@ -240,11 +240,11 @@ public sealed class CortensorSseParserTests
     }
 
     [Fact]
-    public async Task ParseAsync_StreamWithoutDataLines_ThrowsBadResponse()
+    public async Task ParseAsync_StreamWithoutDataLines_ThrowsEmptyAnswer()
     {
         var ex = await Assert.ThrowsAsync<RouterException>(() => ParseAsync("<html><body>proxy page</body></html>\n"));
 
-        Assert.Equal(RouterFailureKind.BadResponse, ex.Kind);
+        Assert.Equal(RouterFailureKind.EmptyAnswer, ex.Kind);
     }
 
     [Theory]

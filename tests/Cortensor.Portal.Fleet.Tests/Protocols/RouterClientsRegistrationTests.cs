@@ -24,7 +24,7 @@ public sealed class RouterClientsRegistrationTests
     public async Task AddCortensorRouterClients_ResolvedCortensorClient_CompletesAgainstRouter()
     {
         using var server = StartServer();
-        server.Given(Request.Create().WithPath("/api/v1/completions").UsingPost())
+        server.Given(Request.Create().WithPath("/api/v1/completions/42").UsingPost())
             .RespondWith(Response.Create().WithStatusCode(200).WithHeader("Content-Type", "application/json")
                 .WithBody("""{"choices":[{"text":"via DI","finish_reason":"stop"}]}"""));
         await using var provider = BuildProvider();
@@ -32,14 +32,12 @@ public sealed class RouterClientsRegistrationTests
 
         var first = await provider.GetRequiredService<IRouterProtocolClientResolver>().Get(RouterProtocol.Cortensor)
             .CompleteAsync(target, NewRequest(), CancellationToken.None);
-
-        // A fresh (transient) client from the same container goes straight to the remembered body form.
         var second = await provider.GetRequiredService<IRouterProtocolClientResolver>().Get(RouterProtocol.Cortensor)
             .CompleteAsync(target, NewRequest(), CancellationToken.None);
 
         Assert.Equal("via DI", first.Text);
         Assert.Equal("via DI", second.Text);
-        Assert.Equal(["/api/v1/completions/42", "/api/v1/completions", "/api/v1/completions"], Paths(server));
+        Assert.Equal(["/api/v1/completions/42", "/api/v1/completions/42"], Paths(server));
     }
 
     [Fact]

@@ -76,6 +76,69 @@ public sealed class FleetOptionsValidatorTests
         Assert.Contains(ex.Failures, f => f.Contains(expected, StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData(240, null, 30, true)] // 270 s: below stock nginx's 300 s
+    [InlineData(120, 90, 30, true)] // community clients' precommit_timeout 90
+    [InlineData(270, null, 30, false)] // exactly 300 s: the proxy may cut first
+    [InlineData(200, 90, 30, false)] // the precommit timeout counts
+    [InlineData(280, null, 0, true)]
+    [InlineData(900, null, 30, false)] // allowed by the task timeout's own range, not behind a 300 s proxy
+    public void Validate_TimeoutBudget_MustStayBelowProxyReadTimeout(int task, int? precommit, int slack, bool valid)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.Pools["p"].TaskTimeoutSeconds = task;
+            o.Pools["p"].PrecommitTimeoutSeconds = precommit;
+            o.Pools["p"].HttpTimeoutSlackSeconds = slack;
+        });
+
+        if (valid)
+        {
+            Assert.Null(ex);
+        }
+        else
+        {
+            Assert.NotNull(ex);
+            var failure = Assert.Single(ex.Failures);
+            Assert.Contains("Pool 'p': the HTTP timeout budget", failure, StringComparison.Ordinal);
+            Assert.Contains("ProxyReadTimeoutSeconds (300 s)", failure, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Validate_RaisedProxyReadTimeout_AllowsALongerBudget()
+    {
+        Assert.Null(Validate(o =>
+        {
+            Valid(o);
+            o.ProxyReadTimeoutSeconds = 1000;
+            o.Pools["p"].TaskTimeoutSeconds = 900;
+        }));
+    }
+
+    [Theory]
+    [InlineData(29, 60)]
+    [InlineData(3601, 60)]
+    [InlineData(300, 0)]
+    [InlineData(300, 3601)]
+    public void Validate_FleetTimeoutSettingsOutOfRange_Fail(int proxyRead, int cooldown)
+    {
+        var ex = Validate(o =>
+        {
+            Valid(o);
+            o.ProxyReadTimeoutSeconds = proxyRead;
+            o.UnknownSessionCooldownSeconds = cooldown;
+            o.Pools["p"].TaskTimeoutSeconds = 1;
+            o.Pools["v"].TaskTimeoutSeconds = 1;
+            o.Pools["p"].HttpTimeoutSlackSeconds = 0;
+            o.Pools["v"].HttpTimeoutSlackSeconds = 0;
+        });
+
+        Assert.NotNull(ex);
+        Assert.Contains(ex.Failures, f => f.Contains(proxyRead is < 30 or > 3600 ? "ProxyReadTimeoutSeconds must be" : "UnknownSessionCooldownSeconds must be", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Validate_SimulatedRouter_NeedsNoBaseUrl()
     {

@@ -321,6 +321,69 @@ public sealed class FleetRuntimeTests
     }
 
     [Fact]
+    public void UnknownSession_MemberLeftOutOfSelectionAndRoutabilityUntilCooldownEnds()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var services = new ServiceCollection().AddLogging().AddSingleton<TimeProvider>(time);
+        services.AddCortensorFleet().Configure(o =>
+        {
+            TwoRouters(o);
+            o.UnknownSessionCooldownSeconds = 30;
+        });
+        using var sp = services.BuildServiceProvider();
+        var selector = sp.GetRequiredService<IRouterSelector>();
+        var routability = sp.GetRequiredService<IPoolRoutability>();
+        Assert.True(selector.TrySelect("p", out var a));
+        Assert.Equal("a/1", a.ToString());
+
+        sp.GetRequiredService<IRouterMemberHealth>().ReportUnknownSession(a);
+
+        var picks = Enumerable.Range(0, 4).Select(_ => selector.TrySelect("p", out var t) ? t.ToString() : "none").ToList();
+        Assert.Equal(["b/2", "b/2", "b/2", "b/2"], picks);
+        Assert.Equal(1, routability.CountRoutableMembers("p"));
+        Assert.False(selector.TrySelectOther("p", Target("b", 2), out _)); // a is held out and b is the failed one
+
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.Equal(2, routability.CountRoutableMembers("p"));
+        var later = Enumerable.Range(0, 2).Select(_ => selector.TrySelect("p", out var t) ? t.ToString() : "none").Order().ToList();
+        Assert.Equal(["a/1", "b/2"], later);
+    }
+
+    [Fact]
+    public void TrySelectOther_NeverReturnsTheFailedMember()
+    {
+        using var sp = Build(TwoRouters);
+        var selector = sp.GetRequiredService<IRouterSelector>();
+
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.True(selector.TrySelectOther("p", Target("a", 1), out var other));
+            Assert.Equal("b/2", other.ToString());
+        }
+
+        Assert.True(selector.TrySelect("p", out _));
+    }
+
+    [Fact]
+    public void TrySelect_Target_CarriesConfiguredUrlForm()
+    {
+        using var sp = Build(o =>
+        {
+            TwoRouters(o);
+            o.Routers["b"].UrlForm = CortensorUrlForm.Body;
+        });
+        var selector = sp.GetRequiredService<IRouterSelector>();
+
+        var forms = Enumerable.Range(0, 2).Select(_ => selector.TrySelect("p", out var t) ? (t.RouterId, t.UrlForm) : default).ToList();
+
+        Assert.Equal([("a", CortensorUrlForm.Path), ("b", CortensorUrlForm.Body)], forms);
+    }
+
+    private static Cortensor.Portal.Fleet.Protocols.RouterTarget Target(string router, long session) =>
+        new() { RouterId = router, BaseUrl = new Uri("http://unused.example"), SessionId = session };
+
+    [Fact]
     public void SimulatedRouters_BeforeHostStart_AreNotSelectable()
     {
         using var sp = Build(Simulated);
