@@ -39,6 +39,12 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
 
     public IReadOnlyList<string> StreamChunks { get; set; } = ["Hel", "lo ", "there."];
 
+    /// <summary>
+    /// After its chunks the stream stays open until it is disposed or cancelled (a router still generating), so a
+    /// test sees whether the gateway ended the call itself.
+    /// </summary>
+    public bool HoldStreamOpen { get; set; }
+
     /// <summary>When set, non-stream calls wait for it (to hold requests in flight).</summary>
     public TaskCompletionSource? Hold { get; set; }
 
@@ -89,8 +95,13 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
                     throw Failure ?? new RouterException(RouterFailureKind.BadResponse, "stream broke");
                 }
 
-                var last = i == StreamChunks.Count - 1;
+                var last = i == StreamChunks.Count - 1 && !HoldStreamOpen;
                 yield return new RouterStreamChunk(StreamChunks[i], last ? FinishReason : null, last ? Usage : null);
+            }
+
+            if (HoldStreamOpen)
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
             }
         }
         finally
