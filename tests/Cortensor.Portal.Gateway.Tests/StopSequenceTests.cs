@@ -58,6 +58,33 @@ public sealed class StopSequenceTests : GatewayTestBase
         Assert.Equal(1, Host.Router.StreamsEnded);
     }
 
+    [Theory]
+    [InlineData("/v1/chat/completions")]
+    [InlineData("/v1/completions")]
+    public async Task Stream_StopHit_RouterCallEndedBeforeTheAnswerIsFinished(string path)
+    {
+        // The gateway ends the router call as soon as it sees the stop string, not when the response is over: when
+        // the router's stream is disposed, the request's final usage is not settled yet.
+        await using var host = await GatewayHost.StartAsync(services => services.AddHttpContextAccessor());
+        var key = await host.IssueKeyAsync();
+        var accessor = host.Services.GetRequiredService<Microsoft.AspNetCore.Http.IHttpContextAccessor>();
+        bool? endedBeforeUsage = null;
+        host.Router.StreamChunks = ["one STOP", " two"];
+        host.Router.HoldStreamOpen = true;
+        host.Router.OnStreamEnded = () => endedBeforeUsage = Cortensor.Portal.Gateway.Hosting.GatewayRequestState.Of(accessor.HttpContext!).Tokens is null;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var body = path == "/v1/completions"
+            ? """{"model":"m1","prompt":"Count","stream":true,"stop":["STOP"]}"""
+            : Http.Chat(extra: ""","stream":true,"stop":["STOP"]""");
+
+        var response = await host.Client.PostJsonAsync(path, body, key);
+        var (text, finish) = await ReadStreamAsync(response, chat: path != "/v1/completions").WaitAsync(timeout.Token);
+
+        Assert.Equal("one ", text);
+        Assert.Equal("stop", finish);
+        Assert.True(endedBeforeUsage);
+    }
+
     [Fact]
     public async Task ChatStream_PartialMatchThatIsNoStop_IsSentWhole()
     {

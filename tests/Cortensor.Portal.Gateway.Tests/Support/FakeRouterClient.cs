@@ -45,6 +45,9 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
     /// </summary>
     public bool HoldStreamOpen { get; set; }
 
+    /// <summary>Runs when a stream's enumerator is disposed (in the flow of whoever disposed it).</summary>
+    public Action? OnStreamEnded { get; set; }
+
     /// <summary>When set, non-stream calls wait for it (to hold requests in flight).</summary>
     public TaskCompletionSource? Hold { get; set; }
 
@@ -107,6 +110,7 @@ internal sealed class FakeRouterClient : IRouterProtocolClient
         finally
         {
             Interlocked.Increment(ref _streamsEnded);
+            OnStreamEnded?.Invoke();
         }
     }
 
