@@ -185,7 +185,7 @@ internal sealed partial class InferenceService
             catch (RouterException ex)
             {
                 Observe(ex, routed.Target);
-                if (failovers >= maxFailovers || !TryFailOver(ex, ref routed, requestId, state))
+                if (failovers >= MaxFailovers || !TryFailOver(ex, ref routed, requestId, state))
                 {
                     throw new GatewayException(Map(ex, routed.Target, requestId, state));
                 }
