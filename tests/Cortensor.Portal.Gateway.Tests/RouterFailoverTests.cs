@@ -44,8 +44,17 @@ public sealed class RouterFailoverTests : IAsyncLifetime
                 {
                     PromptFormat = Cortensor.Portal.Fleet.Prompts.PromptFormat.ChatML,
                     Members = [new PoolMemberOptions { Router = "r1", SessionId = 7 }, new PoolMemberOptions { Router = "r2", SessionId = 8 }],
+                    RouterQueues = RouterQueueMode.NonBlocking, // streams share members, so they may move to another
                 };
                 fleet.Models["m2"] = new ModelOptions { Pool = "p2", ContextTokens = 1000, MaxOutputTokens = 100 };
+
+                // The same members with blocking stream queues (the default): a stream holds its session alone.
+                fleet.Pools["p3"] = new PoolOptions
+                {
+                    PromptFormat = Cortensor.Portal.Fleet.Prompts.PromptFormat.ChatML,
+                    Members = [new PoolMemberOptions { Router = "r1", SessionId = 7 }, new PoolMemberOptions { Router = "r2", SessionId = 8 }],
+                };
+                fleet.Models["m3"] = new ModelOptions { Pool = "p3", ContextTokens = 1000, MaxOutputTokens = 100 };
             });
 
             // The real Cortensor client, registered last so the gateway uses it instead of the fake one.
@@ -121,6 +130,23 @@ public sealed class RouterFailoverTests : IAsyncLifetime
         var choice = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0];
         Assert.Equal("", choice.GetProperty("message").GetProperty("content").GetString());
         Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task EmptyAnswer_ExclusiveStream_DoesNotMoveToASessionItHoldsNoSlotOn_502AndNothingBilled()
+    {
+        // Both members answer empty: whichever the stream was leased on, it must be the only POST.
+        _routers.Answer("router-internal.example", Sse("data: [DONE]\n\n"));
+        _routers.Answer("router-two.example", Sse("data: [DONE]\n\n"));
+
+        var response = await PostAsync("/v1/chat/completions", "m3", stream: true);
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("upstream_error", (await response.ReadErrorAsync()).Code);
+        Assert.Equal(1, _routers.Posts("router-internal.example") + _routers.Posts("router-two.example"));
+        var record = await RecordForAsync(response);
+        Assert.Equal(UsageOutcome.UpstreamFailed, record.Usage.Outcome);
+        Assert.Equal(0, record.Usage.CompletionTokens);
     }
 
     [Theory]
