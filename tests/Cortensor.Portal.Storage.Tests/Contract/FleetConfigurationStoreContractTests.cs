@@ -309,7 +309,7 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
             PromptFormat = PromptFormat.Plain,
             PromptType = 0,
             UpstreamModel = "Qwen/Qwen2.5-7B-Instruct",
-            PrecommitTimeoutSeconds = 900,
+            PrecommitTimeoutSeconds = 150, // not the default, and within the 300 s proxy budget with the default task timeout (120 + 150 + 0)
             HttpTimeoutSlackSeconds = 0,
         };
         saved.Models["llama-3.1-8b"] = new ModelOptions { Pool = "pool-llama", ContextTokens = 131_072, MaxOutputTokens = 4096 };
