@@ -26,8 +26,8 @@ internal enum UnkeyRetryMode
 /// </summary>
 /// <remarks>
 /// Each call marks its request with whether it may be retried after it was sent (see <see cref="UnkeyOptions"/>):
-/// reads and spend-free verifications may; creates, updates, deletes, <c>ratelimit.limit</c> and verifications that
-/// name rate limits or charge credits may not. Register it with <c>AddCortensorUnkey</c>, which adds the pipeline.
+/// reads may, and verifications the caller has shown to be free; creates, updates, deletes, <c>ratelimit.limit</c> and
+/// every other verification may not. Register it with <c>AddCortensorUnkey</c>, which adds the pipeline.
 /// </remarks>
 public sealed class UnkeyClient
 {
@@ -56,16 +56,29 @@ public sealed class UnkeyClient
 
     /// <summary>
     /// <c>keys.verifyKey</c>. Every key outcome is HTTP 200; read <see cref="UnkeyVerifyKeyData.Valid"/> and
-    /// <see cref="UnkeyVerifyKeyData.Code"/>. Retried after sending only when it names no rate limit, charges no
-    /// credits and <see cref="UnkeyOptions.RetryPlainVerifications"/> is on.
+    /// <see cref="UnkeyVerifyKeyData.Code"/>. Never sent again once the request went out: Unkey may have charged
+    /// credits (1 by default for a key with credits) or counted <c>autoApply</c> rate limits for it.
     /// </summary>
     /// <param name="request">The key and what to check.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The verification data and Unkey's request id.</returns>
     public Task<UnkeyResponse<UnkeyVerifyKeyData>> VerifyKeyAsync(UnkeyVerifyKeyRequest request, CancellationToken cancellationToken = default)
+        => VerifyKeyAsync(request, chargesNothing: false, cancellationToken);
+
+    /// <summary>
+    /// <c>keys.verifyKey</c>, retried on 5xx and timeouts only when <paramref name="chargesNothing"/> says the caller
+    /// knows Unkey charges nothing for it: no credit cost on a key with credits, no rate limit named, no
+    /// <c>autoApply</c> limit on the key or its identity.
+    /// </summary>
+    /// <param name="request">The key and what to check.</param>
+    /// <param name="chargesNothing">Whether sending it twice provably costs the key nothing.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The verification data and Unkey's request id.</returns>
+    public Task<UnkeyResponse<UnkeyVerifyKeyData>> VerifyKeyAsync(UnkeyVerifyKeyRequest request, bool chargesNothing, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return SendAsync("v2/keys.verifyKey", request, UnkeyJsonContext.Default.UnkeyVerifyKeyRequest, UnkeyJsonContext.Default.UnkeyEnvelopeUnkeyVerifyKeyData, VerificationRetryMode(request), cancellationToken);
+        var mode = chargesNothing && request.Ratelimits is not { Count: > 0 } ? UnkeyRetryMode.Transient : UnkeyRetryMode.ConnectionFailuresOnly;
+        return SendAsync("v2/keys.verifyKey", request, UnkeyJsonContext.Default.UnkeyVerifyKeyRequest, UnkeyJsonContext.Default.UnkeyEnvelopeUnkeyVerifyKeyData, mode, cancellationToken);
     }
 
     /// <summary><c>keys.createKey</c>; the plaintext key is in the answer this once. Not retried once sent.</summary>
@@ -126,6 +139,16 @@ public sealed class UnkeyClient
         return SendAsync("v2/apis.listKeys", request, UnkeyJsonContext.Default.UnkeyListKeysRequest, UnkeyJsonContext.Default.UnkeyEnvelopeIReadOnlyListUnkeyKeyData, UnkeyRetryMode.Transient, cancellationToken);
     }
 
+    /// <summary><c>apis.getApi</c> (needs <c>read_api</c>: 403 without it, 404 for no such API in the root key's workspace). Retried on transient failures.</summary>
+    /// <param name="request">The API id.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The API's id and name.</returns>
+    public Task<UnkeyResponse<UnkeyApiData>> GetApiAsync(UnkeyGetApiRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return SendAsync("v2/apis.getApi", request, UnkeyJsonContext.Default.UnkeyGetApiRequest, UnkeyJsonContext.Default.UnkeyEnvelopeUnkeyApiData, UnkeyRetryMode.Transient, cancellationToken);
+    }
+
     /// <summary><c>ratelimit.limit</c>: counts <see cref="UnkeyRateLimitRequest.Cost"/> against a standalone limit (HTTP 200 either way: read <see cref="UnkeyRateLimitData.Success"/>). Not retried once sent.</summary>
     /// <param name="request">Namespace, identifier, limit and window.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
@@ -135,12 +158,6 @@ public sealed class UnkeyClient
         ArgumentNullException.ThrowIfNull(request);
         return SendAsync("v2/ratelimit.limit", request, UnkeyJsonContext.Default.UnkeyRateLimitRequest, UnkeyJsonContext.Default.UnkeyEnvelopeUnkeyRateLimitData, UnkeyRetryMode.ConnectionFailuresOnly, cancellationToken);
     }
-
-    /// <summary>Whether this verification may be retried after it was sent (see <see cref="UnkeyOptions.RetryPlainVerifications"/>).</summary>
-    internal UnkeyRetryMode VerificationRetryMode(UnkeyVerifyKeyRequest request)
-        => _options.RetryPlainVerifications && request.Ratelimits is not { Count: > 0 } && request.Credits is not { Cost: > 0 }
-            ? UnkeyRetryMode.Transient
-            : UnkeyRetryMode.ConnectionFailuresOnly;
 
     private async Task<UnkeyResponse<TData>> SendAsync<TRequest, TData>(
         string path,

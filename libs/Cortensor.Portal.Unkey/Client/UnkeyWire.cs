@@ -182,10 +182,43 @@ public sealed record UnkeyCreateKeyRequest
 
     public IReadOnlyList<string>? Permissions { get; init; }
 
-    /// <summary>Unix milliseconds.</summary>
+    /// <summary>Unix milliseconds, at most 4102444800000 (2100-01-01).</summary>
     public long? Expires { get; init; }
 
     public bool? Enabled { get; init; }
+
+    /// <summary>Rate limits set on the key (at most 50), checked when a verification names them or when auto-applied.</summary>
+    public IReadOnlyList<UnkeyKeyRateLimit>? Ratelimits { get; init; }
+}
+
+/// <summary>A rate limit stored on a key (<c>keys.createKey</c>'s <c>ratelimits</c>).</summary>
+public sealed record UnkeyKeyRateLimit
+{
+    /// <summary>3–128 characters.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>At least 1.</summary>
+    public long Limit { get; init; }
+
+    /// <summary>Window in milliseconds, at least 1000.</summary>
+    public long Duration { get; init; }
+
+    /// <summary>Checked on every verification (at cost 1) even when not named.</summary>
+    public bool AutoApply { get; init; }
+}
+
+/// <summary>Body of <c>POST /v2/apis.getApi</c>.</summary>
+public sealed record UnkeyGetApiRequest
+{
+    public required string ApiId { get; init; }
+}
+
+/// <summary><c>data</c> of <c>apis.getApi</c>.</summary>
+public sealed record UnkeyApiData
+{
+    public string? Id { get; init; }
+
+    public string? Name { get; init; }
 }
 
 /// <summary><c>data</c> of <c>keys.createKey</c>: the plaintext key, returned this once.</summary>
@@ -302,5 +335,7 @@ public sealed record UnkeyEmptyData;
 [JsonSerializable(typeof(UnkeyRateLimitRequest))]
 [JsonSerializable(typeof(UnkeyEnvelope<UnkeyRateLimitData>))]
 [JsonSerializable(typeof(UnkeyEnvelope<UnkeyEmptyData>))]
+[JsonSerializable(typeof(UnkeyGetApiRequest))]
+[JsonSerializable(typeof(UnkeyEnvelope<UnkeyApiData>))]
 [JsonSerializable(typeof(JsonObject))]
 internal sealed partial class UnkeyJsonContext : JsonSerializerContext;

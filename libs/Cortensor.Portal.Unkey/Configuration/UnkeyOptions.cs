@@ -7,15 +7,17 @@ namespace Cortensor.Portal.Unkey.Configuration;
 /// <remarks>
 /// <para>
 /// The root key needs <c>api.&lt;ApiId&gt;.verify_key</c>, <c>create_key</c>, <c>read_key</c>, <c>update_key</c>,
-/// <c>delete_key</c> and <c>read_api</c> (plus <c>ratelimit.*.limit</c> for <see cref="Client.UnkeyClient.LimitAsync"/>).
+/// <c>delete_key</c> and <c>read_api</c> (plus <c>ratelimit.*.limit</c> for <see cref="Client.UnkeyClient.LimitAsync"/>),
+/// on <see cref="ApiId"/> only: Unkey hides what a root key may not see (verifyKey answers NOT_FOUND, createKey and
+/// listKeys 404, getKey 403), so a narrowly scoped root key keeps other APIs' keys out on Unkey's side as well.
 /// It is sent only in the <c>Authorization</c> header of calls to <see cref="BaseUrl"/> and never logged; keep it in a
 /// secret store or an environment variable (<c>Cortensor__Unkey__RootKey</c>), not in a file.
 /// </para>
 /// <para>
 /// Resilience (Microsoft.Extensions.Http.Resilience, pipeline <c>cortensor-unkey</c>): total timeout → retry →
 /// circuit breaker → attempt timeout. Only calls that cannot double-spend are retried on 5xx, 408, timeouts and
-/// network errors: <c>keys.getKey</c>, <c>apis.listKeys</c>, and <c>keys.verifyKey</c> when it names no rate limit and
-/// sends no credit cost (see <see cref="RetryPlainVerifications"/>). <c>keys.createKey</c>, <c>keys.updateKey</c>,
+/// network errors: <c>keys.getKey</c>, <c>apis.listKeys</c>, <c>apis.getApi</c>, and <c>keys.verifyKey</c> only when Unkey
+/// provably charges nothing for it (see <see cref="RetryPlainVerifications"/>). <c>keys.createKey</c>, <c>keys.updateKey</c>,
 /// <c>keys.deleteKey</c>, <c>ratelimit.limit</c> and spending verifications are retried only when the connection
 /// could not be made (the request was never sent).
 /// </para>
@@ -118,13 +120,49 @@ public sealed class UnkeyOptions
     public long? CreditCost { get; set; }
 
     /// <summary>
-    /// Whether a verification that names no rate limit and sends no positive credit cost is retried on 5xx and
-    /// timeouts. Unkey still charges such a verification 1 credit on keys that carry credits (unless
-    /// <see cref="CreditCost"/> is 0) and counts <c>autoApply</c> limits, so turn this off when your keys use those.
-    /// Verifications that name rate limits or charge credits are never retried after the request was sent.
+    /// Whether a verification may be sent again after a 5xx or a timeout when Unkey provably charged nothing for it:
+    /// the Portal names no rate limit (<see cref="RateLimits"/> is empty) and either sends a credit cost of 0 or knows
+    /// the key has no credits, and the key's last answer from Unkey (remembered for <see cref="ServeStaleFor"/>) showed
+    /// no credits and no rate limit, so no <c>autoApply</c> limit counts it. Anything else is never sent twice: Unkey
+    /// charges 1 credit when <c>credits</c> is omitted and the key has credits, and counts every <c>autoApply</c>
+    /// limit, so an answer lost to a timeout would be charged again. A key first seen (or not remembered) is not retried.
     /// </summary>
+    /// <remarks>
+    /// The proof is the key's last answer: a limit or credits added in Unkey since then is seen on the next answer.
+    /// Turn this off to never send a verification twice.
+    /// </remarks>
     /// <value>The default value is <see langword="true"/>.</value>
     public bool RetryPlainVerifications { get; set; } = true;
+
+    /// <summary>
+    /// Whether a key verified by Unkey must carry <c>meta.portalApiId</c> equal to <see cref="ApiId"/> (the Portal sets
+    /// it on every key it issues). Unkey's <c>keys.verifyKey</c> takes no API id and does not return one: the root
+    /// key's <c>verify_key</c> permissions choose which APIs' keys it accepts, so with a workspace-wide root key a key of
+    /// another API in the same workspace would verify. A key without the marker is refused as unknown.
+    /// </summary>
+    /// <remarks>
+    /// Keys issued before this marker existed, or created in the Unkey dashboard, lack it: add
+    /// <c>"portalApiId": "&lt;ApiId&gt;"</c> to their meta (<c>keys.updateKey</c>), or set this to false while the root
+    /// key has <c>verify_key</c> on <see cref="ApiId"/> only (Unkey then answers NOT_FOUND for other APIs' keys itself).
+    /// </remarks>
+    /// <value>The default value is <see langword="true"/>.</value>
+    public bool RequireApiIdMarker { get; set; } = true;
+
+    /// <summary>
+    /// NOT_FOUND answers within <see cref="NotFoundSpikeWindow"/> that raise a warning (once per window). A spike usually
+    /// means the root key lost <c>verify_key</c> (Unkey then answers NOT_FOUND for every key) or a client is guessing.
+    /// </summary>
+    /// <value>The default value is 100.</value>
+    [Range(1, int.MaxValue)]
+    public int NotFoundSpikeThreshold { get; set; } = 100;
+
+    /// <summary>The window <see cref="NotFoundSpikeThreshold"/> counts in.</summary>
+    /// <value>The default value is 1 minute.</value>
+    public TimeSpan NotFoundSpikeWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How long the readiness probe's verdict on the root key is reused before Unkey is asked again.</summary>
+    /// <value>The default value is 1 minute.</value>
+    public TimeSpan ProbeInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Random bytes of a new key (<c>byteLength</c> of <c>keys.createKey</c>): 32 bytes ≈ 44 base58 characters, 256 bits.</summary>
     /// <value>The default value is 32.</value>
@@ -135,7 +173,7 @@ public sealed class UnkeyOptions
 /// <summary>One Unkey rate limit checked on every verification.</summary>
 public sealed class UnkeyRateLimitCheck
 {
-    /// <summary>The limit's name on the key or its identity (3–255 characters).</summary>
+    /// <summary>The limit's name on the key or its identity (3–255 characters; 3–128 with <see cref="AttachToIssuedKeys"/>).</summary>
     [Required]
     public string Name { get; set; } = "";
 
@@ -150,4 +188,14 @@ public sealed class UnkeyRateLimitCheck
 
     /// <summary>With <see cref="Limit"/>: the ad-hoc limit's window (at least 1 second).</summary>
     public TimeSpan? Duration { get; set; }
+
+    /// <summary>
+    /// Create this limit (<see cref="Name"/>, <see cref="Limit"/>, <see cref="Duration"/>) on every key the Portal
+    /// issues, and name it without a limit or duration when verifying, so Unkey reads it from the key (where it can be
+    /// changed per key in Unkey). Without this, a check with a limit and a duration is ad hoc (the same limit for every
+    /// key; an ad-hoc limit replaces a configured one of the same name), and a check with neither must exist on each
+    /// key or its identity, or Unkey answers 412 (keys issued by the Portal have none).
+    /// </summary>
+    /// <value>The default value is <see langword="false"/>.</value>
+    public bool AttachToIssuedKeys { get; set; }
 }

@@ -49,6 +49,8 @@ internal sealed class UnkeyOptionsCustomValidator : IValidateOptions<UnkeyOption
         CheckRange(builder, options.ServeStaleFor, TimeSpan.Zero, TimeSpan.FromDays(1), nameof(UnkeyOptions.ServeStaleFor));
         CheckRange(builder, options.UnavailableRetryAfter, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), nameof(UnkeyOptions.UnavailableRetryAfter));
         CheckRange(builder, options.CacheTtl, TimeSpan.Zero, TimeSpan.FromHours(1), nameof(UnkeyOptions.CacheTtl));
+        CheckRange(builder, options.NotFoundSpikeWindow, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1), nameof(UnkeyOptions.NotFoundSpikeWindow));
+        CheckRange(builder, options.ProbeInterval, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1), nameof(UnkeyOptions.ProbeInterval));
 
         for (var i = 0; i < options.RateLimits.Count; i++)
         {
@@ -72,6 +74,12 @@ internal sealed class UnkeyOptionsCustomValidator : IValidateOptions<UnkeyOption
             else if (check.Duration is { } duration && duration < TimeSpan.FromSeconds(1))
             {
                 builder.AddError("Duration must be at least 1 second.", path);
+            }
+
+            // keys.createKey's ratelimits: name 3–128, limit ≥ 1, duration ≥ 1000 ms (spec/common/RatelimitRequest.yaml).
+            if (check.AttachToIssuedKeys && (check.Limit is not >= 1 || check.Duration is null || check.Name is not { Length: <= 128 }))
+            {
+                builder.AddError("AttachToIssuedKeys needs a Limit of at least 1, a Duration and a Name of at most 128 characters (Unkey's limits for a key's rate limit).", path);
             }
         }
 

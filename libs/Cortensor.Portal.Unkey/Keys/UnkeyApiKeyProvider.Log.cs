@@ -48,6 +48,10 @@ public sealed partial class UnkeyApiKeyProvider
             Message = "Unkey key {KeyId} has meta.environment {MetaEnvironment} but a {Environment} prefix; refused (Unkey request {UnkeyRequestId})")]
         public static partial void EnvironmentMismatch(ILogger logger, string keyId, string metaEnvironment, ApiKeyEnvironment environment, string? unkeyRequestId);
 
+        [LoggerMessage(EventId = 8315, EventName = "UnkeyKeyOfAnotherApi", Level = LogLevel.Warning,
+            Message = "Unkey key {KeyId} ({Code}) does not carry meta.portalApiId {ApiId}: a key of another API in the workspace, refused as unknown; give the root key verify_key on {ApiId} only (Unkey request {UnkeyRequestId})")]
+        public static partial void KeyOfAnotherApi(ILogger logger, string keyId, string apiId, string code, string? unkeyRequestId);
+
         [LoggerMessage(EventId = 8320, EventName = "UnkeyUnavailableServingStale", Level = LogLevel.Warning,
             Message = "Unkey could not be asked ({Reason}); key {KeyId} of org {OrgId}, verified {AgeSeconds:0} s ago, keeps working")]
         public static partial void ServingStale(ILogger logger, string reason, string keyId, string orgId, double ageSeconds);
@@ -59,5 +63,17 @@ public sealed partial class UnkeyApiKeyProvider
         [LoggerMessage(EventId = 8322, EventName = "UnkeyVerificationRejected", Level = LogLevel.Error,
             Message = "Unkey rejected the verification call with {Status} ({ErrorCode}, Unkey request {UnkeyRequestId}): check Cortensor:Unkey:RootKey, its verify_key permission on the API and the names in Cortensor:Unkey:RateLimits")]
         public static partial void VerificationRejected(ILogger logger, HttpStatusCode status, string? errorCode, string? unkeyRequestId);
+
+        [LoggerMessage(EventId = 8323, EventName = "UnkeyVerifyPermissionMissing", Level = LogLevel.Error,
+            Message = "Unkey answered NOT_FOUND for key {KeyId}, which keys.getKey shows is live: the root key lacks api.{ApiId}.verify_key (Unkey hides a missing permission as NOT_FOUND). Every key is affected; give Cortensor:Unkey:RootKey that permission (Unkey request {UnkeyRequestId})")]
+        public static partial void VerifyPermissionMissing(ILogger logger, string keyId, string apiId, string? unkeyRequestId);
+
+        [LoggerMessage(EventId = 8324, EventName = "UnkeyRootKeyCannotReadKey", Level = LogLevel.Error,
+            Message = "Unkey answered NOT_FOUND for key {KeyId}, and keys.getKey answered {Status}: the root key lacks api.{ApiId}.verify_key and read_key, or was revoked (Unkey request {UnkeyRequestId})")]
+        public static partial void RootKeyCannotReadKey(ILogger logger, string keyId, string apiId, HttpStatusCode status, string? unkeyRequestId);
+
+        [LoggerMessage(EventId = 8325, EventName = "UnkeyNotFoundSpike", Level = LogLevel.Warning,
+            Message = "Unkey answered NOT_FOUND {Count} times within {WindowSeconds:0} s: if these are real keys, the root key may lack api.{ApiId}.verify_key (Unkey answers NOT_FOUND then, not 403); otherwise a client is guessing keys")]
+        public static partial void NotFoundSpike(ILogger logger, int count, double windowSeconds, string apiId);
     }
 }

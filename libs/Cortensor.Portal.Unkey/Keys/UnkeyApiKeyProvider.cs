@@ -60,6 +60,16 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
     /// <summary>Prefix of the rate limit names in <see cref="ApiKeyVerification.RateLimits"/> and the RateLimit headers.</summary>
     public const string RateLimitNamePrefix = "unkey-";
 
+    /// <summary>
+    /// The <c>meta</c> field that marks a key as issued for the configured <see cref="UnkeyOptions.ApiId"/>. verifyKey
+    /// returns a key's meta with no extra call, but no API id (v2_keys_verify_key/handler.go builds the answer from
+    /// the key, its identity and its limits only), so the marker is how the Portal tells its keys from other APIs'.
+    /// </summary>
+    public const string ApiIdMetaField = "portalApiId";
+
+    /// <summary>Latest expiry Unkey accepts (2100-01-01, <c>maximum: 4102444800000</c> in the createKey and updateKey schemas).</summary>
+    public static readonly DateTimeOffset MaxExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds(4_102_444_800_000);
+
     private const int ListPageSize = 100;
     private const int MaxListPages = 1000;
 
@@ -77,7 +87,11 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
     private readonly ILogger<UnkeyApiKeyProvider> _logger;
     private readonly IDisposable _subscription;
     private readonly UnkeyVerifyKeyRequest _verifyTemplate;
+    private readonly IReadOnlyList<UnkeyKeyRateLimit>? _issuedLimits;
     private readonly ConcurrentDictionary<string, Remembered> _memory = new(StringComparer.Ordinal);
+    private readonly Lock _notFoundGate = new();
+    private DateTimeOffset _notFoundWindowStart = DateTimeOffset.MinValue;
+    private int _notFoundInWindow;
 
     /// <param name="client">The Unkey API client.</param>
     /// <param name="format">Supplies the live and test prefixes.</param>
@@ -119,10 +133,21 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
                 {
                     Name = r.Name,
                     Cost = r.Cost,
-                    Limit = r.Limit,
-                    Duration = r.Duration is { } d ? (long)d.TotalMilliseconds : null,
+
+                    // A limit attached to the key is named only: sending limit and duration would make it ad hoc,
+                    // which replaces the key's own limit of that name (internal/services/keys/validation.go).
+                    Limit = r.AttachToIssuedKeys ? null : r.Limit,
+                    Duration = !r.AttachToIssuedKeys && r.Duration is { } d ? (long)d.TotalMilliseconds : null,
                 })],
         };
+        _issuedLimits = _options.RateLimits.Any(static r => r.AttachToIssuedKeys)
+            ? [.. _options.RateLimits.Where(static r => r.AttachToIssuedKeys).Select(static r => new UnkeyKeyRateLimit
+            {
+                Name = r.Name,
+                Limit = r.Limit ?? 1,
+                Duration = (long)(r.Duration ?? TimeSpan.FromSeconds(1)).TotalMilliseconds,
+            })]
+            : null;
         _subscription = changes.Subscribe(OnChange);
     }
 
@@ -151,18 +176,101 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
                 : ApiKeyVerification.Valid(cached.Principal);
         }
 
+        _memory.TryGetValue(memoryKey, out var remembered);
         UnkeyResponse<UnkeyVerifyKeyData> response;
         try
         {
-            response = await _client.VerifyKeyAsync(_verifyTemplate with { Key = presentedKey }, cancellationToken).ConfigureAwait(false);
+            response = await _client.VerifyKeyAsync(_verifyTemplate with { Key = presentedKey }, ChargesNothing(remembered), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested && Classify(ex) is { } reason)
         {
             return Degraded(memoryKey, displayPrefix, reason, ex);
         }
 
+        if (response.Data.Code == "NOT_FOUND")
+        {
+            CountNotFound(remembered is not null);
+            if (remembered is not null)
+            {
+                return await ConfirmNotFoundAsync(response, remembered, memoryKey, displayPrefix, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         return Map(response, memoryKey, environment, displayPrefix);
     }
+
+    /// <summary>
+    /// Whether sending this verification twice provably costs the key nothing (<see cref="UnkeyOptions.RetryPlainVerifications"/>):
+    /// no limit named, and the key's last answer showed no rate limit (so none auto-applies) and no credits, or the
+    /// cost sent is 0. A key with no remembered answer gives no proof.
+    /// </summary>
+    private bool ChargesNothing(Remembered? remembered)
+        => _options.RetryPlainVerifications
+            && _verifyTemplate.Ratelimits is null
+            && _verifyTemplate.Credits is not { Cost: > 0 }
+            && remembered is { HadRateLimits: false } known
+            && (!known.HadCredits || _verifyTemplate.Credits is { Cost: 0 });
+
+    /// <summary>
+    /// NOT_FOUND for a key Unkey verified as valid before. Either it was deleted in Unkey, or the root key lost
+    /// <c>verify_key</c>: Unkey then answers NOT_FOUND rather than 403 so as not to leak that a key exists
+    /// (v2_keys_verify_key/handler.go, 403_test.go), for every key. <c>keys.getKey</c> on the remembered id tells them
+    /// apart (404 for a deleted key); only a confirmed deletion locks the key out.
+    /// </summary>
+    private async Task<ApiKeyVerification> ConfirmNotFoundAsync(UnkeyResponse<UnkeyVerifyKeyData> response, Remembered remembered, string memoryKey, string displayPrefix, CancellationToken cancellationToken)
+    {
+        var keyId = remembered.Principal.KeyId;
+        try
+        {
+            var key = (await _client.GetKeyAsync(new UnkeyGetKeyRequest { KeyId = keyId }, cancellationToken).ConfigureAwait(false)).Data;
+            if (!IsMarkedForThisApi(key.Meta))
+            {
+                return Map(response, memoryKey, default, displayPrefix); // no longer a key of this API: NOT_FOUND stands
+            }
+
+            Log.VerifyPermissionMissing(_logger, keyId, _options.ApiId, response.RequestId);
+            return Degraded(memoryKey, displayPrefix, "verify_permission", new UnkeyApiException(System.Net.HttpStatusCode.OK, new UnkeyError { Title = "NOT_FOUND for a live key", Detail = "keys.verifyKey answered NOT_FOUND for a key keys.getKey shows is live." }, response.RequestId));
+        }
+        catch (UnkeyApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return Map(response, memoryKey, default, displayPrefix); // deleted in Unkey: NOT_FOUND stands
+        }
+        catch (UnkeyApiException ex) when (ex.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.Unauthorized)
+        {
+            Log.RootKeyCannotReadKey(_logger, keyId, _options.ApiId, ex.StatusCode, ex.RequestId);
+            return Degraded(memoryKey, displayPrefix, "root_key_permissions", ex);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested && Classify(ex) is { } reason)
+        {
+            return Degraded(memoryKey, displayPrefix, reason, ex);
+        }
+    }
+
+    /// <summary>Counts NOT_FOUND answers and warns once per window when they pass the threshold.</summary>
+    private void CountNotFound(bool knownKey)
+    {
+        _metrics.NotFound(knownKey);
+        var now = _time.GetUtcNow();
+        int count;
+        lock (_notFoundGate)
+        {
+            if (now - _notFoundWindowStart >= _options.NotFoundSpikeWindow)
+            {
+                _notFoundWindowStart = now;
+                _notFoundInWindow = 0;
+            }
+
+            count = ++_notFoundInWindow;
+        }
+
+        if (count == _options.NotFoundSpikeThreshold + 1)
+        {
+            Log.NotFoundSpike(_logger, count, _options.NotFoundSpikeWindow.TotalSeconds, _options.ApiId);
+        }
+    }
+
+    private bool IsMarkedForThisApi(JsonElement? meta)
+        => !_options.RequireApiIdMarker || string.Equals(ReadString(meta, ApiIdMetaField), _options.ApiId, StringComparison.Ordinal);
 
     /// <inheritdoc/>
     /// <exception cref="ArgumentException">
@@ -178,7 +286,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         var now = _time.GetUtcNow();
         Validate(request, now);
 
-        var meta = new JsonObject { ["environment"] = EnvironmentName(request.Environment) };
+        var meta = new JsonObject { ["environment"] = EnvironmentName(request.Environment), [ApiIdMetaField] = _options.ApiId };
         if (request.AllowedModels is { } allowedModels)
         {
             meta["allowedModels"] = ToJsonArray(allowedModels);
@@ -199,6 +307,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
                 ExternalId = request.OrgId,
                 Meta = meta,
                 Expires = request.ExpiresAt?.ToUnixTimeMilliseconds(),
+                Ratelimits = _issuedLimits,
             },
             cancellationToken).ConfigureAwait(false);
 
@@ -277,9 +386,9 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
             throw new ArgumentException($"Name must be at most {MaxNameLength} characters.", nameof(update));
         }
 
-        if (update.ExpiresAt is { } newExpiry && newExpiry <= _time.GetUtcNow())
+        if (update.ExpiresAt is { } newExpiry && (newExpiry <= _time.GetUtcNow() || newExpiry > MaxExpiresAt))
         {
-            throw new ArgumentException("ExpiresAt must be in the future.", nameof(update));
+            throw new ArgumentException("ExpiresAt must be in the future and no later than 2100-01-01 (Unkey's limit).", nameof(update));
         }
 
         if (await FindOwnedAsync(orgId, keyId, cancellationToken).ConfigureAwait(false) is not { } current)
@@ -290,7 +399,8 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         var body = new JsonObject { ["keyId"] = keyId };
         if (update.Name is not null)
         {
-            body["name"] = update.Name;
+            // Unkey's name is 1–255 characters or null (cleared): an empty name would be a 400.
+            body["name"] = update.Name.Length == 0 ? null : update.Name;
         }
 
         if (update.Enabled is { } enabled)
@@ -394,6 +504,15 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         var code = data.Code ?? "";
         var now = _time.GetUtcNow();
         var limits = ToRateLimits(data.Ratelimits, now);
+        if (!string.IsNullOrEmpty(data.KeyId) && !IsMarkedForThisApi(data.Meta))
+        {
+            // A key of another API in the workspace (a root key with verify_key on more than ApiId): unknown here.
+            _memory.TryRemove(memoryKey, out _);
+            _metrics.Verification("OTHER_API");
+            Log.KeyOfAnotherApi(_logger, data.KeyId, _options.ApiId, code, requestId);
+            return Refused(ApiKeyVerificationStatus.NotFound, "NOT_FOUND", requestId, []);
+        }
+
         if (data.Valid && code == "VALID")
         {
             if (string.IsNullOrEmpty(data.KeyId) || data.Identity?.ExternalId is not { Length: > 0 } orgId)
@@ -424,7 +543,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
                 ExpiresAt = data.Expires is { } expires ? DateTimeOffset.FromUnixTimeMilliseconds(expires) : null,
                 PlanId = ReadString(data.Meta, "plan"),
             };
-            Remember(memoryKey, principal, now);
+            Remember(memoryKey, principal, now, hadCredits: data.Credits is not null, hadRateLimits: data.Ratelimits is { Count: > 0 });
             _metrics.Verification(code);
             Log.KeyVerified(_logger, principal.KeyId, orgId, requestId);
             return ApiKeyVerification.Valid(principal) with { RateLimits = limits, ProviderCode = code, ProviderRequestId = requestId };
@@ -502,7 +621,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         _ => null,
     };
 
-    private void Remember(string memoryKey, ApiKeyPrincipal principal, DateTimeOffset now)
+    private void Remember(string memoryKey, ApiKeyPrincipal principal, DateTimeOffset now, bool hadCredits, bool hadRateLimits)
     {
         if (_options.ServeStaleFor <= TimeSpan.Zero && _options.CacheTtl <= TimeSpan.Zero)
         {
@@ -514,7 +633,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
             _memory.Clear();
         }
 
-        _memory[memoryKey] = new Remembered(principal, now, now + _options.CacheTtl);
+        _memory[memoryKey] = new Remembered(principal, now, now + _options.CacheTtl, hadCredits, hadRateLimits);
     }
 
     private async Task<UnkeyKeyData?> FindOwnedAsync(string orgId, string keyId, CancellationToken cancellationToken)
@@ -530,13 +649,15 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         {
             key = (await _client.GetKeyAsync(new UnkeyGetKeyRequest { KeyId = keyId }, cancellationToken).ConfigureAwait(false)).Data;
         }
-        catch (UnkeyApiException ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        catch (UnkeyApiException ex) when (ex.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Forbidden)
         {
+            // 403: a key of an API the root key may not read (v2_keys_get_key/handler.go checks read_key after finding
+            // the key in the workspace): not one of ours.
             Log.KeyNotOwned(_logger, keyId, orgId);
             return null;
         }
 
-        if (!string.Equals(key.Identity?.ExternalId, orgId, StringComparison.Ordinal))
+        if (!string.Equals(key.Identity?.ExternalId, orgId, StringComparison.Ordinal) || !IsMarkedForThisApi(key.Meta))
         {
             Log.KeyNotOwned(_logger, keyId, orgId); // another org's key is "not found", never "forbidden"
             return null;
@@ -659,9 +780,9 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
             throw new ArgumentException($"Unknown key environment '{request.Environment}'.", nameof(request));
         }
 
-        if (request.ExpiresAt is { } expiresAt && expiresAt <= now)
+        if (request.ExpiresAt is { } expiresAt && (expiresAt <= now || expiresAt > MaxExpiresAt))
         {
-            throw new ArgumentException("ExpiresAt must be in the future.", nameof(request));
+            throw new ArgumentException("ExpiresAt must be in the future and no later than 2100-01-01 (Unkey's limit).", nameof(request));
         }
     }
 
@@ -722,5 +843,10 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         return [.. result];
     }
 
-    private sealed record Remembered(ApiKeyPrincipal Principal, DateTimeOffset VerifiedAt, DateTimeOffset FreshUntil);
+    /// <param name="Principal">Who the key belongs to.</param>
+    /// <param name="VerifiedAt">When Unkey last said it is valid.</param>
+    /// <param name="FreshUntil">Until when the cache may reuse it.</param>
+    /// <param name="HadCredits">The key's last answer carried credits (Unkey charges it 1 by default).</param>
+    /// <param name="HadRateLimits">The key's last answer carried rate limits (some may auto-apply).</param>
+    private sealed record Remembered(ApiKeyPrincipal Principal, DateTimeOffset VerifiedAt, DateTimeOffset FreshUntil, bool HadCredits, bool HadRateLimits);
 }

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Unkey.Configuration;
 using Cortensor.Portal.Unkey.Tests.Stubs;
@@ -57,7 +56,7 @@ public sealed class UnkeyGatewayTests : IAsyncLifetime
     }
 
     private string Seed(long limit = 5, string? forcedCode = null, bool enabled = true, long? credits = null, long? expiresMs = null)
-        => _stub.Seed("org_acme", meta: new JsonObject { ["environment"] = "test" }, ratelimits: [("requests", limit, 60_000, false)], forcedCode: forcedCode, enabled: enabled, credits: credits, expiresMs: expiresMs).Key;
+        => _stub.Seed("org_acme", meta: UnkeyHarness.PortalMeta(), ratelimits: [("requests", limit, 60_000, false)], forcedCode: forcedCode, enabled: enabled, credits: credits, expiresMs: expiresMs).Key;
 
     private async Task<HttpResponseMessage> ModelsAsync(string key)
     {

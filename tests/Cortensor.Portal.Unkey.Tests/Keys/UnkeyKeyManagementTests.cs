@@ -58,7 +58,7 @@ public sealed class UnkeyKeyManagementTests : IDisposable
         Assert.Equal("ci", body.GetProperty("name").GetString());
         Assert.Equal(32, body.GetProperty("byteLength").GetInt32());
         Assert.Equal(expiresAt.ToUnixTimeMilliseconds(), body.GetProperty("expires").GetInt64());
-        Assert.Equal("""{"environment":"live","allowedModels":["gpt-oss-20b"],"scopes":["chat"]}""", body.GetProperty("meta").GetRawText());
+        Assert.Equal("""{"environment":"live","portalApiId":"api_stub1234","allowedModels":["gpt-oss-20b"],"scopes":["chat"]}""", body.GetProperty("meta").GetRawText());
 
         Assert.Matches("^pk_live_[1-9A-HJ-NP-Za-km-z]{42,45}$", issued.Secret);
         Assert.StartsWith("key_", issued.Record.KeyId, StringComparison.Ordinal);
@@ -137,7 +137,7 @@ public sealed class UnkeyKeyManagementTests : IDisposable
 
         Assert.True(await Provider.UpdateAsync("org_a", issued.Record.KeyId, new UnkeyKeyUpdate { AllowedModels = ["m1"], PlanId = "pro", Name = "renamed" }));
 
-        Assert.Equal("""{"environment":"test","scopes":["chat"],"allowedModels":["m1"],"plan":"pro"}""", _stub.MetaOf(issued.Record.KeyId)!.ToJsonString());
+        Assert.Equal("""{"environment":"test","portalApiId":"api_stub1234","scopes":["chat"],"allowedModels":["m1"],"plan":"pro"}""", _stub.MetaOf(issued.Record.KeyId)!.ToJsonString());
         var principal = (await Provider.VerifyAsync(issued.Secret)).Principal!;
         Assert.Equal(["m1"], principal.AllowedModels!);
         Assert.Equal("pro", principal.PlanId);
@@ -202,7 +202,7 @@ public sealed class UnkeyKeyManagementTests : IDisposable
     public async Task Verify_NamedRateLimit_IsCountedByUnkey_AndReportedBack()
     {
         using var harness = new UnkeyHarness(_stub.Url, _time, o => o.RateLimits.Add(new Configuration.UnkeyRateLimitCheck { Name = "requests" }));
-        var (key, _) = _stub.Seed("org_a", ratelimits: [("requests", 2, 60_000, false)]);
+        var (key, _) = _stub.Seed("org_a", meta: UnkeyHarness.PortalMeta(), ratelimits: [("requests", 2, 60_000, false)]);
 
         var first = await harness.Provider.VerifyAsync(key);
         var second = await harness.Provider.VerifyAsync(key);
@@ -231,7 +231,7 @@ public sealed class UnkeyKeyManagementTests : IDisposable
     [Fact]
     public async Task Verify_CreditsRunOut_IsUsageExceeded()
     {
-        var (key, _) = _stub.Seed("org_a", credits: 1);
+        var (key, _) = _stub.Seed("org_a", meta: UnkeyHarness.PortalMeta(), credits: 1);
 
         Assert.True((await Provider.VerifyAsync(key)).IsValid);
         Assert.Equal(ApiKeyVerificationStatus.UsageExceeded, (await Provider.VerifyAsync(key)).Status);

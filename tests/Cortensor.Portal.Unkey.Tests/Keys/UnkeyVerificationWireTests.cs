@@ -55,7 +55,7 @@ public sealed class UnkeyVerificationWireTests : IDisposable
 
     private static string Valid(long resetMs) => $$$"""
         {"meta":{"requestId":"req_2cGKbMxRyIzhCxo1Idjz8q"},"data":{"valid":true,"code":"VALID","keyId":"key_1234abcd","name":"ci","enabled":true,
-         "credits":950,"expires":1893456000000,"meta":{"plan":"pro","allowedModels":["gpt-oss-20b","qwen-3.5-9b"],"environment":"test"},
+         "credits":950,"expires":1893456000000,"meta":{"plan":"pro","allowedModels":["gpt-oss-20b","qwen-3.5-9b"],"environment":"test","portalApiId":"api_stub1234"},
          "permissions":["documents.read"],"roles":["editor"],
          "identity":{"id":"id_1234","externalId":"org_acme","meta":{}},
          "ratelimits":[{"id":"rl_1","name":"requests","limit":100,"duration":60000,"reset":{{{resetMs}}},"remaining":99,"exceeded":false,"autoApply":true}]}}
@@ -136,7 +136,13 @@ public sealed class UnkeyVerificationWireTests : IDisposable
     public async Task Verify_Http200WithEachCode_MapsToStatus(string data, ApiKeyVerificationStatus expected)
     {
         var reset = Now.AddSeconds(12.5).ToUnixTimeMilliseconds();
-        StubVerify(200, $$$"""{"meta":{"requestId":"req_code"},"data":{{{data.Replace("RESET", reset.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)}}}}""");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(data.Replace("RESET", reset.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal))!.AsObject();
+        if (json["keyId"] is not null)
+        {
+            json["meta"] = new System.Text.Json.Nodes.JsonObject { ["portalApiId"] = UnkeyStub.ApiId }; // a key the Portal issued
+        }
+
+        StubVerify(200, $$$"""{"meta":{"requestId":"req_code"},"data":{{{json.ToJsonString()}}}}""");
 
         var verification = await Harness().Provider.VerifyAsync(_key);
 
@@ -188,7 +194,7 @@ public sealed class UnkeyVerificationWireTests : IDisposable
         Assert.Equal(ApiKeyVerificationStatus.Unavailable, verification.Status);
         Assert.Equal(TimeSpan.FromSeconds(2), verification.RetryAfter);
         Assert.Equal($"req_err{status}", verification.ProviderRequestId);
-        Assert.Equal(status >= 500 ? 3 : 1, VerifyCalls); // only 5xx is retried (a plain verification spends nothing)
+        Assert.Equal(1, VerifyCalls); // an unseen key may be charged by Unkey: never sent twice, not even after a 5xx
         var measurement = Assert.Single(degraded.GetMeasurementSnapshot());
         Assert.Equal("refused", measurement.Tags["result"]);
         Assert.Equal(status >= 500 ? "http_5xx" : "http_4xx", measurement.Tags["reason"]);
@@ -222,7 +228,7 @@ public sealed class UnkeyVerificationWireTests : IDisposable
         var verification = await Harness().Provider.VerifyAsync(_key);
 
         Assert.Equal(ApiKeyVerificationStatus.Unavailable, verification.Status);
-        Assert.Equal(3, VerifyCalls);
+        Assert.Equal(1, VerifyCalls); // an unseen key: nothing proves a second call would be free
     }
 
     [Fact]
@@ -266,18 +272,34 @@ public sealed class UnkeyVerificationWireTests : IDisposable
     }
 
     [Theory]
-    [InlineData(5L, false, 1)]
-    [InlineData(0L, true, 3)]
-    [InlineData(null, true, 3)]
-    [InlineData(null, false, 1)]
-    public async Task Verify_RetriesAfterA5xx_OnlyWhenNothingIsSpent(long? creditCost, bool retryPlain, int expectedCalls)
+    [InlineData(null, true, false, false, 3)] // the key's last answer showed no credits and no limits: free, retried
+    [InlineData(0L, true, true, false, 3)] // credits on the key, but a cost of 0 is sent: free, retried
+    [InlineData(null, true, true, false, 1)] // credits on the key: Unkey charges 1 by default
+    [InlineData(null, true, false, true, 1)] // limits on the key: an autoApply one counts every call
+    [InlineData(5L, true, false, false, 1)] // a cost is sent
+    [InlineData(null, false, false, false, 1)] // retries turned off
+    public async Task Verify_RetriesAfterA5xx_OnlyWhenTheKeysLastAnswerProvesItFree(long? creditCost, bool retryPlain, bool keyHasCredits, bool keyHasLimits, int expectedCalls)
     {
-        StubVerify(500, UnkeyStub.ErrorBody(500, "Internal Server Error", "unkey/application/unexpected_error"));
+        var answer = System.Text.Json.Nodes.JsonNode.Parse(Valid(Now.AddSeconds(42).ToUnixTimeMilliseconds()))!;
+        if (!keyHasCredits)
+        {
+            answer["data"]!.AsObject().Remove("credits");
+        }
+
+        if (!keyHasLimits)
+        {
+            answer["data"]!.AsObject().Remove("ratelimits");
+        }
+
+        StubVerify(200, answer.ToJsonString());
         var harness = Harness(o =>
         {
             o.CreditCost = creditCost;
             o.RetryPlainVerifications = retryPlain;
         });
+        Assert.True((await harness.Provider.VerifyAsync(_key)).IsValid);
+        _server.Reset();
+        StubVerify(500, UnkeyStub.ErrorBody(500, "Internal Server Error", "unkey/application/unexpected_error"));
 
         await harness.Provider.VerifyAsync(_key);
 

@@ -62,6 +62,10 @@ internal sealed class UnkeyHarness : IDisposable
 
     public UnkeyClient Client => Services.GetRequiredService<UnkeyClient>();
 
+    /// <summary>The meta the Portal gives the keys it issues, for keys a test creates in the stub directly.</summary>
+    public static System.Text.Json.Nodes.JsonObject PortalMeta(string environment = "test")
+        => new() { ["environment"] = environment, [UnkeyApiKeyProvider.ApiIdMetaField] = UnkeyStub.ApiId };
+
     public void Dispose()
     {
         Provider.Dispose();
