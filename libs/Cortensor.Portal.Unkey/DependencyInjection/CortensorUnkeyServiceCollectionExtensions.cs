@@ -4,9 +4,12 @@ using Cortensor.Portal.Keys.Changes;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Unkey.Client;
 using Cortensor.Portal.Unkey.Configuration;
+using Cortensor.Portal.Unkey.Health;
 using Cortensor.Portal.Unkey.Keys;
 using Cortensor.Portal.Unkey.Telemetry;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -28,7 +31,9 @@ public static class CortensorUnkeyServiceCollectionExtensions
     /// <item><see cref="UnkeyApiKeyProvider"/> (serve-stale while Unkey is down), replacing the
     /// <see cref="IApiKeyProvider"/> that is registered (the local, store-backed one). Call this <em>after</em>
     /// <c>AddCortensorRedis</c> when both are used: limits and the change feed stay on Redis, keys move to Unkey;</item>
-    /// <item><see cref="UnkeyMetrics"/> on the meter <see cref="UnkeyMetrics.MeterName"/>.</item>
+    /// <item><see cref="UnkeyMetrics"/> on the meter <see cref="UnkeyMetrics.MeterName"/>;</item>
+    /// <item>the <c>unkey</c> readiness check (<see cref="UnkeyHealthCheck"/>: is the root key accepted and scoped to the
+    /// API?), also run once at start-up so a wrong root key is logged before the first request.</item>
     /// </list>
     /// <see cref="UnkeyOptions"/> are validated at startup (the root key is required and never appears in messages).
     /// Safe to call more than once.
@@ -98,6 +103,20 @@ public static class CortensorUnkeyServiceCollectionExtensions
             sp.GetRequiredService<IHotPathChangeFeed>(),
             sp.GetRequiredService<UnkeyMetrics>(),
             sp.GetService<ILogger<UnkeyApiKeyProvider>>() ?? NullLogger<UnkeyApiKeyProvider>.Instance));
+
+        // Readiness and a start-up run of the root key probe. Only the check: the health check service that runs it
+        // comes with AddHealthChecks() (AddCortensorGateway calls it).
+        services.TryAddSingleton(static sp => new UnkeyRootKeyProbe(
+            sp.GetRequiredService<UnkeyClient>(),
+            sp.GetRequiredService<IOptions<UnkeyOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<ILogger<UnkeyRootKeyProbe>>() ?? NullLogger<UnkeyRootKeyProbe>.Instance));
+        services.Configure<HealthCheckServiceOptions>(static o => o.Registrations.Add(new HealthCheckRegistration(
+            UnkeyHealthCheck.Name,
+            static sp => new UnkeyHealthCheck(sp.GetRequiredService<UnkeyRootKeyProbe>()),
+            failureStatus: null,
+            tags: null)));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UnkeyStartupProbe>());
 
         // No in-process CachingApiKeyProvider in front: it checks the Portal's own checksum format, which Unkey keys do
         // not have; the Unkey provider keeps its own (optional) cache and serve-stale memory.
