@@ -32,7 +32,11 @@ namespace Cortensor.Portal.Unkey.Keys;
 /// <c>meta.scopes</c> (else the key's permissions) and <c>meta.environment</c> (which must agree with the prefix)
 /// give its policy; the rate limits Unkey checked come back as <c>unkey-&lt;name&gt;</c> in
 /// <see cref="ApiKeyVerification.RateLimits"/>; Unkey's <c>meta.requestId</c> is in
-/// <see cref="ApiKeyVerification.ProviderRequestId"/> and in the logs.
+/// <see cref="ApiKeyVerification.ProviderRequestId"/> and in the logs. A key whose <c>meta</c> lacks
+/// <see cref="ApiIdMetaField"/> = <see cref="UnkeyOptions.ApiId"/> belongs to another API of the workspace and is
+/// refused as NotFound (see <see cref="UnkeyOptions.RequireApiIdMarker"/>). <c>NOT_FOUND</c> for a key that verified as
+/// valid before is checked with <c>keys.getKey</c>: a live key means the root key lost <c>verify_key</c> (Unkey hides
+/// that as NOT_FOUND), which is handled like Unkey being down, not as an unknown key.
 /// </para>
 /// <para>
 /// <b>Unkey down</b>: when the call times out, the circuit is open, the network fails, or Unkey answers with an error
