@@ -2,6 +2,7 @@ using Cortensor.Portal.Keys;
 using Cortensor.Portal.Unkey.Client;
 using Cortensor.Portal.Unkey.Configuration;
 using Cortensor.Portal.Unkey.Keys;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
@@ -109,5 +110,29 @@ public sealed class UnkeyRegistrationTests
         Assert.Equal(new Uri("https://api.unkey.com"), options.BaseUrl);
         Assert.Equal(TimeSpan.FromMinutes(5), options.ServeStaleFor);
         Assert.Equal(TimeSpan.Zero, options.CacheTtl);
+    }
+
+    [Fact]
+    public void TemplateExampleSettings_BindAndValidate()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Cortensor.Portal.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        var path = Path.Combine(directory!.FullName, "templates", "content", "Cortensor.Portal.Host", "appsettings.Unkey.example.json");
+        var configuration = new ConfigurationBuilder().AddJsonFile(path).Build();
+        using var sp = Build(o =>
+        {
+            configuration.GetSection(UnkeyOptions.SectionName).Bind(o);
+            o.RootKey = RootKey; // never in the file
+        });
+
+        var options = sp.GetRequiredService<IOptions<UnkeyOptions>>().Value;
+
+        // A bare named limit would make every Portal-issued key fail with Unkey's 412: each is ad hoc or attached.
+        Assert.All(options.RateLimits, r => Assert.True(r.AttachToIssuedKeys || (r.Limit is not null && r.Duration is not null), r.Name));
+        Assert.True(options.RequireApiIdMarker);
     }
 }
