@@ -52,11 +52,11 @@ public sealed class UnkeyServerRulesTests : IDisposable
         var (key, keyId) = _stub.Seed("org_a", meta: UnkeyHarness.PortalMeta(), credits: 10);
         var harness = Harness(o =>
         {
-            o.AttemptTimeout = TimeSpan.FromMilliseconds(200);
-            o.TotalTimeout = TimeSpan.FromSeconds(5);
+            o.AttemptTimeout = TimeSpan.FromSeconds(1); // roomy enough for a cold first call on a loaded machine
+            o.TotalTimeout = TimeSpan.FromSeconds(6);
         });
         Assert.True((await harness.Provider.VerifyAsync(key)).IsValid); // remembered: the key has credits
-        _stub.EnqueueFault(new StubFault(null, Delay: TimeSpan.FromSeconds(1), AfterHandling: true));
+        _stub.EnqueueFault(new StubFault(null, Delay: TimeSpan.FromSeconds(2.5), AfterHandling: true));
 
         var verification = await harness.Provider.VerifyAsync(key);
 
@@ -71,10 +71,10 @@ public sealed class UnkeyServerRulesTests : IDisposable
         var (key, _) = _stub.Seed("org_a", meta: UnkeyHarness.PortalMeta(), ratelimits: [("requests", 2, 60_000, true)]);
         var harness = Harness(o =>
         {
-            o.AttemptTimeout = TimeSpan.FromMilliseconds(200);
-            o.TotalTimeout = TimeSpan.FromSeconds(5);
+            o.AttemptTimeout = TimeSpan.FromSeconds(1); // roomy enough for a cold first call on a loaded machine
+            o.TotalTimeout = TimeSpan.FromSeconds(6);
         });
-        _stub.EnqueueFault(new StubFault(null, Delay: TimeSpan.FromSeconds(1), AfterHandling: true));
+        _stub.EnqueueFault(new StubFault(null, Delay: TimeSpan.FromSeconds(2.5), AfterHandling: true));
 
         Assert.Equal(ApiKeyVerificationStatus.Unavailable, (await harness.Provider.VerifyAsync(key)).Status);
         var next = await harness.Provider.VerifyAsync(key);
