@@ -44,8 +44,28 @@ public sealed partial class RouterSimCommandTests
         Assert.True(options.NonBlockingStreamQueue);
     }
 
+    [Fact]
+    public void RouterSim_EmptyAndTimeoutFlags_MapToSimulatorOptions()
+    {
+        var root = CliApplication.BuildRootCommand();
+        var parse = root.Parse("router-sim --empty-rate 0.25 --timeout-rate 0.5 --timeout-after-ms 1500");
+        Assert.Empty(parse.Errors);
+        var definition = root.Subcommands.OfType<RouterSimCommandDefinition>().Single();
+
+        var options = new RouterSimAction(definition, parse).BuildOptions();
+
+        Assert.Equal(0.25, options.EmptyReplyRate);
+        Assert.Equal(0.5, options.TimeoutRate);
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), options.TimeoutAfter);
+        Assert.Null(new RouterSimAction(definition, root.Parse("router-sim")).BuildOptions().TimeoutAfter);
+    }
+
     [Theory]
     [InlineData("router-sim --error-rate 2")]
+    [InlineData("router-sim --empty-rate -0.1")]
+    [InlineData("router-sim --timeout-rate 1.5")]
+    [InlineData("router-sim --error-rate 0.5 --empty-rate 0.3 --timeout-rate 0.3")]
+    [InlineData("router-sim --timeout-after-ms -1")]
     [InlineData("router-sim --session abc")]
     public async Task RouterSim_BadValues_ExitWithUserError(string args)
     {

@@ -20,6 +20,15 @@ public sealed class SimulatedRouterSettings
 
     public int ErrorStatusCode { get; set; } = 503;
 
+    /// <summary>Share of completions (0..1) answered empty: a 200 with no body, or a stream of only <c>data: [DONE]</c>.</summary>
+    public double EmptyReplyRate { get; set; }
+
+    /// <summary>Share of completions (0..1) held for <see cref="TimeoutAfterMs"/> and then answered empty (a router-side timeout).</summary>
+    public double TimeoutRate { get; set; }
+
+    /// <summary>How long a timed-out completion is held; 0: the request's own <c>timeout</c> (the pool's task timeout).</summary>
+    public int TimeoutAfterMs { get; set; }
+
     public bool OmitUsage { get; set; }
 
     public bool OmitDone { get; set; }
@@ -43,6 +52,9 @@ public sealed class SimulatedRouterSettings
         TokensPerSecond = TokensPerSecond,
         ErrorRate = ErrorRate,
         ErrorStatusCode = ErrorStatusCode,
+        EmptyReplyRate = EmptyReplyRate,
+        TimeoutRate = TimeoutRate,
+        TimeoutAfter = TimeoutAfterMs > 0 ? TimeSpan.FromMilliseconds(TimeoutAfterMs) : null,
         OmitUsage = OmitUsage,
         OmitDone = OmitDone,
         InterleaveMiners = InterleaveMiners,

@@ -9,6 +9,7 @@ namespace Cortensor.Portal.Fleet.Simulator;
 /// <summary>Request handlers of the simulated router; one instance per <c>MapRouterSimulator</c> call.</summary>
 internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimulatorStats stats)
 {
+    private const int DefaultTaskTimeoutSeconds = 60;
     private const string RouterName = "cortensor-router-simulator";
     private const string Version = "simulator-1";
     private const string SecondMinerPrefix = "[miner-2] ";
@@ -197,11 +198,20 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
             return;
         }
 
-        if (RollError())
+        switch (RollFault())
         {
-            stats.RecordInjectedError();
-            await WriteErrorAsync(context, options.ErrorStatusCode, "Simulated router error");
-            return;
+            case Fault.Error:
+                stats.RecordInjectedError();
+                await WriteErrorAsync(context, options.ErrorStatusCode, "Simulated router error");
+                return;
+            case Fault.Empty:
+                stats.RecordEmptyReply();
+                await WriteEmptyAsync(context, request.Stream, TimeSpan.Zero);
+                return;
+            case Fault.Timeout:
+                stats.RecordTimedOutReply();
+                await WriteEmptyAsync(context, request.Stream, TimeoutDelay(request.Timeout));
+                return;
         }
 
         var sequence = Interlocked.Increment(ref _sequence);
@@ -416,13 +426,58 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
     private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
         delay > TimeSpan.Zero ? Task.Delay(delay, options.TimeProvider, cancellationToken) : Task.CompletedTask;
 
-    private bool RollError()
+    /// <summary>
+    /// An answer with no answer in it: a 200 with an empty body, or a stream of only <c>data: [DONE]</c>, after
+    /// <paramref name="hold"/> (a stream's headers go out first, as a router's do before its miners answer).
+    /// </summary>
+    private async Task WriteEmptyAsync(HttpContext context, bool stream, TimeSpan hold)
     {
-        var rate = options.ErrorRate;
-        if (rate <= 0)
+        var response = context.Response;
+        var aborted = context.RequestAborted;
+        if (!stream)
         {
-            return false;
+            await DelayAsync(hold, aborted);
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/json";
+            response.ContentLength = 0;
+            return;
         }
+
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        await response.StartAsync(aborted);
+        await response.Body.FlushAsync(aborted);
+        await DelayAsync(hold, aborted);
+        await response.Body.WriteAsync(DoneEvent, aborted);
+        await response.Body.FlushAsync(aborted);
+    }
+
+    /// <summary>The router's own task timeout: <see cref="RouterSimulatorOptions.TimeoutAfter"/>, else the request's <c>timeout</c>.</summary>
+    private TimeSpan TimeoutDelay(int? requestTimeoutSeconds) =>
+        options.TimeoutAfter ?? TimeSpan.FromSeconds(requestTimeoutSeconds is > 0 ? requestTimeoutSeconds.Value : DefaultTaskTimeoutSeconds);
+
+    /// <summary>One roll per completion over [error | empty | timeout | normal], so each rate is its own share.</summary>
+    private Fault RollFault()
+    {
+        var error = Math.Max(0, options.ErrorRate);
+        var empty = Math.Max(0, options.EmptyReplyRate);
+        var timeout = Math.Max(0, options.TimeoutRate);
+        if (error + empty + timeout <= 0)
+        {
+            return Fault.None;
+        }
+
+        var roll = Roll();
+        return roll < error ? Fault.Error
+            : roll < error + empty ? Fault.Empty
+            : roll < error + empty + timeout ? Fault.Timeout
+            : Fault.None;
+    }
+
+    private double Roll()
+    {
 
         lock (_diceGate)
         {
@@ -433,7 +488,7 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
                 _dice = options.Seed is { } seed ? new Random(seed) : new Random();
             }
 
-            return _dice.NextDouble() < rate;
+            return _dice.NextDouble();
 #pragma warning restore CA5394
         }
     }
@@ -516,6 +571,14 @@ internal sealed class RouterSimulator(RouterSimulatorOptions options, RouterSimu
         var bytes = JsonSerializer.SerializeToUtf8Bytes(value, typeInfo);
         response.ContentLength = bytes.Length;
         await response.Body.WriteAsync(bytes, context.RequestAborted);
+    }
+
+    private enum Fault
+    {
+        None,
+        Error,
+        Empty,
+        Timeout,
     }
 
     private sealed record Reply(string Id, long SessionId, string TaskId, long Created, string Model, IReadOnlyList<string> Tokens, string FinishReason, int PromptTokens);

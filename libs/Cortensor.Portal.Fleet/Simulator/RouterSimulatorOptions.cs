@@ -61,7 +61,30 @@ public sealed class RouterSimulatorOptions
     /// <summary>Status code of injected errors. <value>The default value is 503.</value></summary>
     public int ErrorStatusCode { get; set; } = 503;
 
-    /// <summary>Seed of the error dice; null: a random seed. Changing it restarts the dice sequence.</summary>
+    /// <summary>
+    /// Share of completions (0..1; 1 = every one) answered with no answer at all, as routers may do after an error or a
+    /// timeout (installer PR #167): a non-stream completion gets a 200 with an empty body, a stream gets the event-stream
+    /// headers and only <c>data: [DONE]</c>. <value>The default value is 0.</value>
+    /// </summary>
+    public double EmptyReplyRate { get; set; }
+
+    /// <summary>
+    /// Share of completions (0..1; 1 = every one) that time out on the router's side: the answer is held for
+    /// <see cref="TimeoutAfter"/> and then comes back empty, as with <see cref="EmptyReplyRate"/>.
+    /// <value>The default value is 0.</value>
+    /// </summary>
+    public double TimeoutRate { get; set; }
+
+    /// <summary>
+    /// How long a timed-out completion (<see cref="TimeoutRate"/>) is held before its empty answer. Null: the request's own
+    /// <c>timeout</c> (seconds), or 60 s when it sends none. <value>The default value is null.</value>
+    /// </summary>
+    public TimeSpan? TimeoutAfter { get; set; }
+
+    /// <summary>
+    /// Seed of the dice behind <see cref="ErrorRate"/>, <see cref="EmptyReplyRate"/> and <see cref="TimeoutRate"/> (one
+    /// roll per completion); null: a random seed. Changing it restarts the dice sequence.
+    /// </summary>
     public int? Seed { get; set; }
 
     /// <summary>Leave <c>usage</c> out of completions and final stream chunks.</summary>

@@ -13,6 +13,8 @@ public sealed class RouterSimulatorStats
     private long _injectedErrors;
     private long _abortedStreams;
     private long _unauthorizedRequests;
+    private long _emptyReplies;
+    private long _timedOutReplies;
     private SimulatedRouterRequest? _lastRequest;
 
     /// <summary>Completion requests with a readable body (valid JSON with a prompt and a session id), whatever came next.</summary>
@@ -26,6 +28,12 @@ public sealed class RouterSimulatorStats
 
     /// <summary>Completions answered with the injected error (<see cref="RouterSimulatorOptions.ErrorRate"/>).</summary>
     public long InjectedErrors => Interlocked.Read(ref _injectedErrors);
+
+    /// <summary>Completions answered empty at once (<see cref="RouterSimulatorOptions.EmptyReplyRate"/>).</summary>
+    public long EmptyReplies => Interlocked.Read(ref _emptyReplies);
+
+    /// <summary>Completions held and then answered empty (<see cref="RouterSimulatorOptions.TimeoutRate"/>), counted when held.</summary>
+    public long TimedOutReplies => Interlocked.Read(ref _timedOutReplies);
 
     /// <summary>Streams (or paced completions) the client abandoned before the end.</summary>
     public long AbortedStreams => Interlocked.Read(ref _abortedStreams);
@@ -60,6 +68,8 @@ public sealed class RouterSimulatorStats
             Interlocked.Exchange(ref _injectedErrors, 0);
             Interlocked.Exchange(ref _abortedStreams, 0);
             Interlocked.Exchange(ref _unauthorizedRequests, 0);
+            Interlocked.Exchange(ref _emptyReplies, 0);
+            Interlocked.Exchange(ref _timedOutReplies, 0);
             Volatile.Write(ref _lastRequest, null);
         }
     }
@@ -86,6 +96,10 @@ public sealed class RouterSimulatorStats
     internal void RecordCompletedStream() => Interlocked.Increment(ref _completedStreams);
 
     internal void RecordInjectedError() => Interlocked.Increment(ref _injectedErrors);
+
+    internal void RecordEmptyReply() => Interlocked.Increment(ref _emptyReplies);
+
+    internal void RecordTimedOutReply() => Interlocked.Increment(ref _timedOutReplies);
 
     internal void RecordAbortedStream() => Interlocked.Increment(ref _abortedStreams);
 

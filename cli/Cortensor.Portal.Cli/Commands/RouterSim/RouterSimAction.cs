@@ -37,10 +37,18 @@ internal sealed class RouterSimAction(RouterSimCommandDefinition definition, Par
 
     internal RouterSimulatorOptions BuildOptions()
     {
-        var errorRate = parseResult.GetValue(definition.ErrorRate);
-        if (errorRate is < 0 or > 1)
+        var errorRate = Rate(definition.ErrorRate);
+        var emptyRate = Rate(definition.EmptyRate);
+        var timeoutRate = Rate(definition.TimeoutRate);
+        if (errorRate + emptyRate + timeoutRate > 1)
         {
-            throw new FormatException("--error-rate must be between 0 and 1.");
+            throw new FormatException("--error-rate, --empty-rate and --timeout-rate must add up to 1 or less.");
+        }
+
+        var timeoutAfterMs = parseResult.GetValue(definition.TimeoutAfterMs);
+        if (timeoutAfterMs < 0)
+        {
+            throw new FormatException("--timeout-after-ms must be 0 or more.");
         }
 
         return new RouterSimulatorOptions
@@ -52,6 +60,9 @@ internal sealed class RouterSimAction(RouterSimCommandDefinition definition, Par
             TokensPerSecond = parseResult.GetValue(definition.TokensPerSecond),
             ErrorRate = errorRate,
             ErrorStatusCode = parseResult.GetValue(definition.ErrorStatus),
+            EmptyReplyRate = emptyRate,
+            TimeoutRate = timeoutRate,
+            TimeoutAfter = timeoutAfterMs > 0 ? TimeSpan.FromMilliseconds(timeoutAfterMs) : null,
             Seed = parseResult.GetValue(definition.Seed),
             OmitUsage = parseResult.GetValue(definition.NoUsage),
             OmitDone = parseResult.GetValue(definition.NoDone),
@@ -61,6 +72,12 @@ internal sealed class RouterSimAction(RouterSimCommandDefinition definition, Par
             PlainTextErrors = parseResult.GetValue(definition.PlainTextErrors),
             AppendTurnMarker = parseResult.GetValue(definition.TurnMarker),
         };
+    }
+
+    private double Rate(Option<double> option)
+    {
+        var rate = parseResult.GetValue(option);
+        return rate is >= 0 and <= 1 ? rate : throw new FormatException($"{option.Name} must be between 0 and 1.");
     }
 
     private static SimulatedSession ParseSession(string value)

@@ -17,6 +17,9 @@ internal sealed class RouterSimCommandDefinition : Command
         Options.Add(TokensPerSecond);
         Options.Add(ErrorRate);
         Options.Add(ErrorStatus);
+        Options.Add(EmptyRate);
+        Options.Add(TimeoutRate);
+        Options.Add(TimeoutAfterMs);
         Options.Add(Seed);
         Options.Add(NoUsage);
         Options.Add(NoDone);
@@ -60,7 +63,22 @@ internal sealed class RouterSimCommandDefinition : Command
         DefaultValueFactory = _ => 503,
     };
 
-    public Option<int?> Seed { get; } = new("--seed") { Description = "Seed for error injection, for repeatable runs." };
+    public Option<double> EmptyRate { get; } = new("--empty-rate")
+    {
+        Description = "Share of completions (0..1) answered empty: a 200 with no body, or a stream of only 'data: [DONE]'.",
+    };
+
+    public Option<double> TimeoutRate { get; } = new("--timeout-rate")
+    {
+        Description = "Share of completions (0..1) held past the task timeout and then answered empty, like a router-side timeout.",
+    };
+
+    public Option<int> TimeoutAfterMs { get; } = new("--timeout-after-ms")
+    {
+        Description = "How long --timeout-rate holds a completion; 0 = the request's own 'timeout' (60 s when it sends none).",
+    };
+
+    public Option<int?> Seed { get; } = new("--seed") { Description = "Seed for error, empty and timeout injection, for repeatable runs." };
 
     public Option<bool> NoUsage { get; } = new("--no-usage") { Description = "Quirk: leave 'usage' out of responses." };
 
