@@ -46,7 +46,8 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
 
     private const string PoolColumns =
         "name, state, prompt_format, prompt_type, task_timeout_seconds, precommit_timeout_seconds, http_timeout_slack_seconds, " +
-        "upstream_model, default_max_tokens, default_temperature, default_top_p, default_top_k";
+        "upstream_model, default_max_tokens, default_temperature, default_top_p, default_top_k, " +
+        "router_queues, stream_queue_length, stream_queue_wait_seconds";
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly TimeProvider _timeProvider;
@@ -91,10 +92,10 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
         // only in case updates that row and keeps its stored spelling. Runs under the fleet lock.
         _saveRouterSql =
             $"WITH stored AS (SELECT id FROM {routers} WHERE lower(id) = lower($1) ORDER BY id COLLATE \"C\" LIMIT 1) " +
-            $"INSERT INTO {routers} (id, base_url, protocol, api_version, api_key_ref, enabled, created_at) " +
-            "VALUES (COALESCE((SELECT id FROM stored), $1), $2, $3, $4, $5, $6, $7) " +
+            $"INSERT INTO {routers} (id, base_url, protocol, api_version, api_key_ref, enabled, created_at, url_form) " +
+            "VALUES (COALESCE((SELECT id FROM stored), $1), $2, $3, $4, $5, $6, $7, $8) " +
             "ON CONFLICT (id) DO UPDATE SET base_url = EXCLUDED.base_url, protocol = EXCLUDED.protocol, api_version = EXCLUDED.api_version, " +
-            "api_key_ref = EXCLUDED.api_key_ref, enabled = EXCLUDED.enabled";
+            "api_key_ref = EXCLUDED.api_key_ref, enabled = EXCLUDED.enabled, url_form = EXCLUDED.url_form";
 
         // One statement: the stored router, a pool that uses it, and the delete that happens only when none does.
         _deleteRouterSql =
@@ -110,12 +111,13 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
             "ORDER BY r.ordinality";
         _resolvePoolSql = $"SELECT name FROM {pools} WHERE lower(name) = lower($1) ORDER BY name COLLATE \"C\" LIMIT 1";
         _upsertPoolSql =
-            $"INSERT INTO {pools} ({PoolColumns}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) " +
+            $"INSERT INTO {pools} ({PoolColumns}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) " +
             "ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, prompt_format = EXCLUDED.prompt_format, prompt_type = EXCLUDED.prompt_type, " +
             "task_timeout_seconds = EXCLUDED.task_timeout_seconds, precommit_timeout_seconds = EXCLUDED.precommit_timeout_seconds, " +
             "http_timeout_slack_seconds = EXCLUDED.http_timeout_slack_seconds, upstream_model = EXCLUDED.upstream_model, " +
             "default_max_tokens = EXCLUDED.default_max_tokens, default_temperature = EXCLUDED.default_temperature, " +
-            "default_top_p = EXCLUDED.default_top_p, default_top_k = EXCLUDED.default_top_k";
+            "default_top_p = EXCLUDED.default_top_p, default_top_k = EXCLUDED.default_top_k, router_queues = EXCLUDED.router_queues, " +
+            "stream_queue_length = EXCLUDED.stream_queue_length, stream_queue_wait_seconds = EXCLUDED.stream_queue_wait_seconds";
         _deleteMembersSql = $"DELETE FROM {members} WHERE pool_name = $1";
         _insertMembersSql =
             $"INSERT INTO {members} (pool_name, position, router_id, session_id, enabled) " +
@@ -132,7 +134,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
             "max_output_tokens = EXCLUDED.max_output_tokens, enabled = EXCLUDED.enabled, owned_by = EXCLUDED.owned_by, " +
             "created_unix_seconds = EXCLUDED.created_unix_seconds";
         _deleteModelSql = $"DELETE FROM {models} WHERE lower(alias) = lower($1)";
-        _loadRoutersSql = $"SELECT id, base_url, protocol, api_version, api_key_ref, enabled FROM {routers} ORDER BY id COLLATE \"C\"";
+        _loadRoutersSql = $"SELECT id, base_url, protocol, api_version, api_key_ref, enabled, url_form FROM {routers} ORDER BY id COLLATE \"C\"";
         _loadPoolsSql = $"SELECT {PoolColumns} FROM {pools} ORDER BY name COLLATE \"C\"";
         _loadMembersSql = $"SELECT pool_name, router_id, session_id, enabled FROM {members} ORDER BY pool_name COLLATE \"C\", position";
         _loadModelsSql =
@@ -167,6 +169,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
                     Protocol = FleetStoredNames.ParseProtocol(reader.GetString(2)),
                     ApiVersion = reader.GetString(3),
                     Enabled = reader.GetBoolean(5),
+                    UrlForm = FleetStoredNames.ParseUrlForm(reader.GetString(6)),
                 };
             }
 
@@ -190,6 +193,9 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
                         TopP = reader.GetNullableDouble(10),
                         TopK = reader.GetNullableInt32(11),
                     },
+                    RouterQueues = FleetStoredNames.ParseRouterQueues(reader.GetString(12)),
+                    StreamQueueLength = reader.GetInt32(13),
+                    StreamQueueWaitSeconds = reader.GetInt32(14),
                 };
             }
 
@@ -253,6 +259,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));
         var protocol = FleetStoredNames.Of(router.Protocol);
+        var urlForm = FleetStoredNames.Of(router.UrlForm);
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -267,6 +274,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
             p.Add(NullableText(router.ApiKeyRef));
             p.Add(Boolean(router.Enabled));
             p.Add(Timestamp(_timeProvider.GetUtcNow()));
+            p.Add(Text(urlForm));
             await command.ExecuteNonQueryAsync(cancellationToken);
         }
 
@@ -345,6 +353,7 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
 
         var defaults = pool.Defaults ?? new SamplingDefaults();
         var promptFormat = FleetStoredNames.Of(pool.PromptFormat);
+        var routerQueues = FleetStoredNames.Of(pool.RouterQueues);
 
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -402,6 +411,9 @@ public sealed partial class PostgresFleetConfigurationStore : IFleetConfiguratio
             p.Add(NullableDouble(defaults.Temperature));
             p.Add(NullableDouble(defaults.TopP));
             p.Add(NullableInteger(defaults.TopK));
+            p.Add(Text(routerQueues));
+            p.Add(Integer(pool.StreamQueueLength));
+            p.Add(Integer(pool.StreamQueueWaitSeconds));
             p.Add(Timestamp(_timeProvider.GetUtcNow()));
             batch.BatchCommands.Add(upsert);
 

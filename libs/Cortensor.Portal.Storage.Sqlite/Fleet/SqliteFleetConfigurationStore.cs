@@ -51,7 +51,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
         {
             using var tx = connection.BeginTransaction(deferred: true);
 
-            await ReadAsync(connection, tx, "SELECT id, base_url, protocol, api_version, api_key_ref, enabled FROM routers ORDER BY id;", reader =>
+            await ReadAsync(connection, tx, "SELECT id, base_url, protocol, api_version, api_key_ref, enabled, url_form FROM routers ORDER BY id;", reader =>
             {
                 options.Routers[reader.GetString(0)] = new RouterOptions
                 {
@@ -61,12 +61,14 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                     Protocol = FleetStoredNames.ParseProtocol(reader.GetString(2)),
                     ApiVersion = reader.GetString(3),
                     Enabled = reader.GetInt64(5) != 0,
+                    UrlForm = FleetStoredNames.ParseUrlForm(reader.GetString(6)),
                 };
             }, cancellationToken).ConfigureAwait(false);
 
             await ReadAsync(connection, tx, """
                 SELECT name, state, prompt_format, prompt_type, task_timeout_seconds, precommit_timeout_seconds,
-                       http_timeout_slack_seconds, upstream_model, default_max_tokens, default_temperature, default_top_p, default_top_k
+                       http_timeout_slack_seconds, upstream_model, default_max_tokens, default_temperature, default_top_p, default_top_k,
+                       router_queues, stream_queue_length, stream_queue_wait_seconds
                 FROM router_pools ORDER BY name;
                 """, reader =>
             {
@@ -86,6 +88,9 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                         TopP = reader.GetNullableDouble(10),
                         TopK = reader.GetNullableInt32(11),
                     },
+                    RouterQueues = FleetStoredNames.ParseRouterQueues(reader.GetString(12)),
+                    StreamQueueLength = reader.GetInt32(13),
+                    StreamQueueWaitSeconds = reader.GetInt32(14),
                 };
             }, cancellationToken).ConfigureAwait(false);
 
@@ -150,6 +155,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
 
         ArgumentException.ThrowIfNullOrEmpty(router.ApiVersion, nameof(router));
         var protocol = FleetStoredNames.Of(router.Protocol);
+        var urlForm = FleetStoredNames.Of(router.UrlForm);
         if (router.ApiKey is not null)
         {
             Log.RouterApiKeyNotStored(_logger, routerId);
@@ -165,12 +171,12 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
             command.Transaction = tx;
             command.CommandText = storedId is null
                 ? """
-                  INSERT INTO routers (id, base_url, protocol, api_version, api_key_ref, enabled, created_at)
-                  VALUES ($id, $base_url, $protocol, $api_version, $api_key_ref, $enabled, $created_at);
+                  INSERT INTO routers (id, base_url, protocol, api_version, api_key_ref, enabled, created_at, url_form)
+                  VALUES ($id, $base_url, $protocol, $api_version, $api_key_ref, $enabled, $created_at, $url_form);
                   """
                 : """
                   UPDATE routers SET base_url = $base_url, protocol = $protocol, api_version = $api_version,
-                                     api_key_ref = $api_key_ref, enabled = $enabled
+                                     api_key_ref = $api_key_ref, enabled = $enabled, url_form = $url_form
                   WHERE id = $id;
                   """;
             var p = command.Parameters;
@@ -181,6 +187,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
             p.AddWithValue("$api_key_ref", SqliteValues.OrDbNull(router.ApiKeyRef));
             p.AddWithValue("$enabled", router.Enabled ? 1 : 0);
             p.AddWithValue("$created_at", UnixMicroseconds.From(_timeProvider.GetUtcNow()));
+            p.AddWithValue("$url_form", urlForm);
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             tx.Commit();
         }
@@ -240,6 +247,7 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
 
         var defaults = pool.Defaults ?? new SamplingDefaults();
         var promptFormat = FleetStoredNames.Of(pool.PromptFormat);
+        var routerQueues = FleetStoredNames.Of(pool.RouterQueues);
 
         var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
@@ -263,16 +271,20 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                     ? """
                       INSERT INTO router_pools (name, state, prompt_format, task_timeout_seconds, upstream_model, created_at,
                           prompt_type, precommit_timeout_seconds, http_timeout_slack_seconds,
-                          default_max_tokens, default_temperature, default_top_p, default_top_k)
+                          default_max_tokens, default_temperature, default_top_p, default_top_k,
+                          router_queues, stream_queue_length, stream_queue_wait_seconds)
                       VALUES ($name, $state, $prompt_format, $task_timeout, $upstream_model, $created_at,
                           $prompt_type, $precommit_timeout, $http_slack,
-                          $max_tokens, $temperature, $top_p, $top_k);
+                          $max_tokens, $temperature, $top_p, $top_k,
+                          $router_queues, $stream_queue_length, $stream_queue_wait);
                       """
                     : """
                       UPDATE router_pools SET state = $state, prompt_format = $prompt_format, task_timeout_seconds = $task_timeout,
                           upstream_model = $upstream_model, prompt_type = $prompt_type, precommit_timeout_seconds = $precommit_timeout,
                           http_timeout_slack_seconds = $http_slack, default_max_tokens = $max_tokens,
-                          default_temperature = $temperature, default_top_p = $top_p, default_top_k = $top_k
+                          default_temperature = $temperature, default_top_p = $top_p, default_top_k = $top_k,
+                          router_queues = $router_queues, stream_queue_length = $stream_queue_length,
+                          stream_queue_wait_seconds = $stream_queue_wait
                       WHERE name = $name;
                       """;
                 var p = command.Parameters;
@@ -289,6 +301,9 @@ public sealed partial class SqliteFleetConfigurationStore : IFleetConfigurationS
                 p.AddWithValue("$temperature", SqliteValues.OrDbNull(defaults.Temperature));
                 p.AddWithValue("$top_p", SqliteValues.OrDbNull(defaults.TopP));
                 p.AddWithValue("$top_k", SqliteValues.OrDbNull(defaults.TopK));
+                p.AddWithValue("$router_queues", routerQueues);
+                p.AddWithValue("$stream_queue_length", pool.StreamQueueLength);
+                p.AddWithValue("$stream_queue_wait", pool.StreamQueueWaitSeconds);
                 try
                 {
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

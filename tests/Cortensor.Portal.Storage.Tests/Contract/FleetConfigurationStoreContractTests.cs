@@ -77,6 +77,7 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
             Enabled = false,
         };
         var cortensor = NewRouter("http://10.0.0.5:5010");
+        cortensor.UrlForm = CortensorUrlForm.Body;
 
         await store.Fleet.SaveRouterAsync("router-vllm", openAi);
         await store.Fleet.SaveRouterAsync("router-eu-1", cortensor);
@@ -104,6 +105,7 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
             ApiKeyRef = null,
             Protocol = RouterProtocol.Cortensor,
             ApiVersion = "v3",
+            UrlForm = CortensorUrlForm.Body,
             Enabled = false,
         };
 
@@ -200,6 +202,9 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
             HttpTimeoutSlackSeconds = 45,
             UpstreamModel = "meta-llama/Llama-3.1-8B-Instruct",
             Defaults = new SamplingDefaults { MaxTokens = 1024, Temperature = 0.7, TopP = 0.95, TopK = 40 },
+            RouterQueues = RouterQueueMode.NonBlocking,
+            StreamQueueLength = 0,
+            StreamQueueWaitSeconds = 600,
             Enabled = false,
         };
         var defaults = new PoolOptions { Members = [new PoolMemberOptions { Router = "router-eu-1", SessionId = 1 }] };
@@ -216,6 +221,26 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         AssertSamePool(empty, loaded.Pools["pool-empty"]);
     }
 
+    [Theory]
+    [InlineData(-1, 20)]
+    [InlineData(100_001, 20)]
+    [InlineData(32, -1)]
+    [InlineData(32, 601)]
+    public async Task SavePool_StreamQueueOutOfRange_ThrowsArgumentExceptionAndKeepsOldPool(int length, int waitSeconds)
+    {
+        await using var store = await CreateAsync();
+        await store.Fleet.SaveRouterAsync("router-1", NewRouter("http://10.0.0.5:5010"));
+        var original = NewPool(("router-1", 1));
+        await store.Fleet.SavePoolAsync("pool-a", original);
+        var bad = NewPool(("router-1", 2));
+        bad.StreamQueueLength = length;
+        bad.StreamQueueWaitSeconds = waitSeconds;
+
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => store.Fleet.SavePoolAsync("pool-a", bad));
+
+        AssertSamePool(original, (await store.Fleet.LoadAsync()).Pools["pool-a"]);
+    }
+
     [Fact]
     public async Task SavePool_Again_ReplacesMemberListAndSettings()
     {
@@ -230,6 +255,9 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         replaced.Members[1].Enabled = false;
         replaced.PromptFormat = PromptFormat.Gemma;
         replaced.TaskTimeoutSeconds = 60;
+        replaced.RouterQueues = RouterQueueMode.NonBlocking;
+        replaced.StreamQueueLength = 5;
+        replaced.StreamQueueWaitSeconds = 3;
         await store.Fleet.SavePoolAsync("pool-a", replaced);
 
         var loaded = await store.Fleet.LoadAsync();
@@ -299,17 +327,19 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         saved.Routers["router-eu-1"] = NewRouter("http://10.0.0.5:5010", "env:" + euVariable);
         saved.Routers["router-eu-1"].ApiKey = "never-stored";
         // A Cortensor router needs its key: stored routers carry a reference to it (validation refuses one with neither).
-        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2", ApiKeyRef = "env:" + usVariable };
+        saved.Routers["router-us-1"] = new RouterOptions { BaseUrl = new Uri("https://router-us.example.com"), ApiVersion = "v2", ApiKeyRef = "env:" + usVariable, UrlForm = CortensorUrlForm.Body };
         saved.Routers["router-vllm"] = new RouterOptions { BaseUrl = new Uri("http://10.0.0.9:8000"), Protocol = RouterProtocol.OpenAICompatible, ApiKeyRef = "env:" + vllmVariable };
         saved.Pools["pool-llama"] = NewPool(("router-eu-1", 11), ("router-us-1", 12));
         saved.Pools["pool-llama"].Defaults = new SamplingDefaults { MaxTokens = 2048, Temperature = 0.2 };
+        saved.Pools["pool-llama"].RouterQueues = RouterQueueMode.NonBlocking;
+        saved.Pools["pool-llama"].StreamQueueLength = 8;
         saved.Pools["pool-vllm"] = new PoolOptions
         {
             Members = [new PoolMemberOptions { Router = "router-vllm" }],
             PromptFormat = PromptFormat.Plain,
             PromptType = 0,
             UpstreamModel = "Qwen/Qwen2.5-7B-Instruct",
-            PrecommitTimeoutSeconds = 150, // not the default, and within the 300 s proxy budget with the default task timeout (120 + 150 + 0)
+            PrecommitTimeoutSeconds = 90, // task 120 + precommit 90 + slack 0 stays inside the 300 s proxy budget
             HttpTimeoutSlackSeconds = 0,
         };
         saved.Models["llama-3.1-8b"] = new ModelOptions { Pool = "pool-llama", ContextTokens = 131_072, MaxOutputTokens = 4096 };
@@ -431,6 +461,7 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         Assert.Equal(expected.ApiKeyRef, actual.ApiKeyRef);
         Assert.Equal(expected.Protocol, actual.Protocol);
         Assert.Equal(expected.ApiVersion, actual.ApiVersion);
+        Assert.Equal(expected.UrlForm, actual.UrlForm);
         Assert.Equal(expected.Enabled, actual.Enabled);
         Assert.False(actual.Simulated);
     }
@@ -453,6 +484,9 @@ public abstract class FleetConfigurationStoreContractTests : ExtendedStoreContra
         Assert.Equal(expected.Defaults.Temperature, actual.Defaults.Temperature);
         Assert.Equal(expected.Defaults.TopP, actual.Defaults.TopP);
         Assert.Equal(expected.Defaults.TopK, actual.Defaults.TopK);
+        Assert.Equal(expected.RouterQueues, actual.RouterQueues);
+        Assert.Equal(expected.StreamQueueLength, actual.StreamQueueLength);
+        Assert.Equal(expected.StreamQueueWaitSeconds, actual.StreamQueueWaitSeconds);
         Assert.Equal(expected.Enabled, actual.Enabled);
     }
 

@@ -75,6 +75,11 @@ public sealed class PostgresFleetSchemaUpgradeTests
         Assert.Equal(defaults.HttpTimeoutSlackSeconds, poolA.HttpTimeoutSlackSeconds);
         Assert.Equal(defaults.Defaults.MaxTokens, poolA.Defaults.MaxTokens);
         Assert.Null(poolA.Defaults.Temperature);
+        // And those of V0006 (stream isolation, URL form).
+        Assert.Equal(defaults.RouterQueues, poolA.RouterQueues);
+        Assert.Equal(defaults.StreamQueueLength, poolA.StreamQueueLength);
+        Assert.Equal(defaults.StreamQueueWaitSeconds, poolA.StreamQueueWaitSeconds);
+        Assert.Equal(CortensorUrlForm.Path, fleet.Routers["router-b"].UrlForm);
         Assert.False(fleet.Pools["pool-b"].Enabled); // draining
         Assert.Equal("some/model", fleet.Pools["pool-b"].UpstreamModel);
         var model = fleet.Models["llama-3"];

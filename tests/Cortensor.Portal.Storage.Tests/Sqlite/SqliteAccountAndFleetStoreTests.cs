@@ -62,6 +62,11 @@ public sealed class SqliteAccountAndFleetStoreTests
         Assert.Equal(defaults.HttpTimeoutSlackSeconds, pool.HttpTimeoutSlackSeconds);
         Assert.Equal(defaults.Defaults.MaxTokens, pool.Defaults.MaxTokens);
         Assert.Null(pool.Defaults.Temperature);
+        // And those of V0005 (stream isolation, URL form).
+        Assert.Equal(defaults.RouterQueues, pool.RouterQueues);
+        Assert.Equal(defaults.StreamQueueLength, pool.StreamQueueLength);
+        Assert.Equal(defaults.StreamQueueWaitSeconds, pool.StreamQueueWaitSeconds);
+        Assert.Equal(CortensorUrlForm.Path, fleet.Routers["router-1"].UrlForm);
         var model = fleet.Models["llama-3"];
         Assert.Equal(new ModelOptions().OwnedBy, model.OwnedBy);
         Assert.Equal(new ModelOptions().Created, model.Created);
