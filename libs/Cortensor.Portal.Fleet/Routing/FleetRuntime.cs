@@ -195,7 +195,7 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         if (!_snapshot.Pools.TryGetValue(pool, out var state))
         {
             // The pool went away in a reload after selection: the target is still a valid place to send this one stream.
-            return _streams.AcquireAsync(pool, new StreamPlan(RouterQueueMode.Blocking, 0, TimeSpan.Zero, [new StreamCandidate(SlotOf(preferred), preferred)]), cancellationToken);
+            return _streams.AcquireAsync(pool, new StreamPlan(RouterQueueMode.Blocking, 0, TimeSpan.Zero, [new StreamCandidate(SlotOf(preferred), preferred)], TimeSpan.Zero), cancellationToken);
         }
 
         // The selected member first, then the others in pool order after it, so selection's round robin still spreads load.
@@ -204,14 +204,16 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         for (var i = 1; i <= state.Members.Length; i++)
         {
             var member = state.Members[(at + i) % state.Members.Length]; // at = -1 (not a member): every member in order
+            // Only members selection would pick too: not one held out after a 404, not a disabled one.
             if (!(member.RouterId == preferred.RouterId && member.SessionId == preferred.SessionId)
+                && IsRoutable(member)
                 && TryBuildTarget(member, state.UpstreamModel, out var target))
             {
                 candidates.Add(new StreamCandidate(SlotOf(target), target));
             }
         }
 
-        return _streams.AcquireAsync(pool, new StreamPlan(state.RouterQueues, state.StreamQueueLength, state.StreamQueueWait, candidates), cancellationToken);
+        return _streams.AcquireAsync(pool, new StreamPlan(state.RouterQueues, state.StreamQueueLength, state.StreamQueueWait, candidates, state.TaskTimeout), cancellationToken);
     }
 
     public PoolStreamLoad GetLoad(string pool)
@@ -288,6 +290,7 @@ internal sealed class FleetRuntime : IModelCatalog, IRouterSelector, IPoolRoutab
         public readonly RouterQueueMode RouterQueues = pool.RouterQueues;
         public readonly int StreamQueueLength = pool.StreamQueueLength;
         public readonly TimeSpan StreamQueueWait = TimeSpan.FromSeconds(pool.StreamQueueWaitSeconds);
+        public readonly TimeSpan TaskTimeout = TimeSpan.FromSeconds(pool.TaskTimeoutSeconds);
         public int Cursor = -1;
     }
 

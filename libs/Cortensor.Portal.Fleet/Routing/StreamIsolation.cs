@@ -80,16 +80,33 @@ public sealed class StreamCapacityException : Exception
 public sealed class StreamLease : IDisposable
 {
     private readonly StreamSlots? _owner;
+    private readonly TimeProvider _time;
     private int _released;
 
-    internal StreamLease(StreamSlots? owner, string pool, string? slot, RouterTarget target, TimeSpan waited)
+    internal StreamLease(StreamSlots? owner, string pool, string? slot, RouterTarget target, TimeSpan waited, bool shared, TimeSpan holdAfterEarlyEnd, TimeProvider time)
     {
         _owner = owner;
         Pool = pool;
         Slot = slot;
         Target = target;
         Waited = waited;
+        MayMoveToAnotherMember = shared;
+        HoldAfterEarlyEnd = holdAfterEarlyEnd;
+        _time = time;
     }
+
+    /// <summary>
+    /// True only in a pool whose routers keep streams apart (<see cref="RouterQueueMode.NonBlocking"/>): there a stream
+    /// may fail over to another member. In a blocking pool another member's session may carry another customer's stream.
+    /// </summary>
+    public bool MayMoveToAnotherMember { get; }
+
+    /// <summary>
+    /// How long the slot stays taken after a stream that ended before the router finished (the pool's task timeout):
+    /// the router's task goes on, and on a blocking-queue router its remaining tokens could reach the next stream
+    /// on that session.
+    /// </summary>
+    public TimeSpan HoldAfterEarlyEnd { get; }
 
     /// <summary>Where the stream goes.</summary>
     public RouterTarget Target { get; }
@@ -102,9 +119,7 @@ public sealed class StreamLease : IDisposable
     /// <summary>The exclusive (router, session) key; null when the stream shares its member (non-blocking routers).</summary>
     internal string? Slot { get; }
 
-    /// <summary>True when the stream holds its (router, session) alone: it may not move to another member without a slot there.</summary>
-    public bool IsExclusive => Slot is not null;
-
+    /// <summary>Frees the slot now: the router finished this stream's task (or never started one).</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _released, 1) == 0)
@@ -112,13 +127,34 @@ public sealed class StreamLease : IDisposable
             _owner?.Release(this);
         }
     }
+
+    /// <summary>
+    /// Frees the slot of a stream that ended before its router finished (client gone, stop string, failure): after
+    /// <see cref="HoldAfterEarlyEnd"/> when it holds its session alone, else now.
+    /// </summary>
+    public void ReleaseAfterEarlyEnd()
+    {
+        if (Slot is null || HoldAfterEarlyEnd <= TimeSpan.Zero)
+        {
+            Dispose();
+            return;
+        }
+
+        if (Volatile.Read(ref _released) != 0)
+        {
+            return;
+        }
+
+        ITimer? timer = null;
+        timer = _time.CreateTimer(_ => { Dispose(); timer?.Dispose(); }, null, HoldAfterEarlyEnd, Timeout.InfiniteTimeSpan);
+    }
 }
 
 /// <summary>One member a stream may take: its exclusive key (null: shared) and where it goes.</summary>
 internal readonly record struct StreamCandidate(string? Slot, RouterTarget Target);
 
 /// <summary>What <see cref="StreamSlots"/> needs to know about a pool for one stream.</summary>
-internal sealed record StreamPlan(RouterQueueMode Mode, int QueueLength, TimeSpan QueueWait, IReadOnlyList<StreamCandidate> Candidates);
+internal sealed record StreamPlan(RouterQueueMode Mode, int QueueLength, TimeSpan QueueWait, IReadOnlyList<StreamCandidate> Candidates, TimeSpan HoldAfterEarlyEnd);
 
 /// <summary>
 /// The slots and the wait queue. One lock guards everything: it is taken only when a stream opens or closes, and a
@@ -141,14 +177,14 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
             counters.QueueLength = plan.QueueLength;
             if (plan.Mode == RouterQueueMode.NonBlocking)
             {
-                return ValueTask.FromResult(Grant(pool, counters, plan.Candidates[0] with { Slot = null }, TimeSpan.Zero));
+                return ValueTask.FromResult(Grant(pool, counters, plan.Candidates[0] with { Slot = null }, TimeSpan.Zero, plan));
             }
 
             foreach (var candidate in plan.Candidates)
             {
                 if (candidate.Slot is null || !_busy.Contains(candidate.Slot))
                 {
-                    return ValueTask.FromResult(Grant(pool, counters, candidate, TimeSpan.Zero));
+                    return ValueTask.FromResult(Grant(pool, counters, candidate, TimeSpan.Zero, plan));
                 }
             }
 
@@ -159,7 +195,7 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
                 throw new StreamCapacityException(pool, StreamRefusal.QueueFull);
             }
 
-            waiter = new Waiter(pool, plan.Candidates, timeProvider.GetTimestamp());
+            waiter = new Waiter(pool, plan, timeProvider.GetTimestamp());
             waiter.Node = _waiters.AddLast(waiter);
             counters.Queued++;
             counters.Waits++;
@@ -198,7 +234,7 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
             // The oldest waiter that may use the freed member gets it (waiters of several pools can share it).
             for (var node = _waiters.First; node is not null; node = node.Next)
             {
-                var candidate = node.Value.Candidates.FirstOrDefault(c => c.Slot == lease.Slot);
+                var candidate = node.Value.Plan.Candidates.FirstOrDefault(c => c.Slot == lease.Slot);
                 if (candidate.Target is null)
                 {
                     continue;
@@ -210,7 +246,7 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
                 var nextCounters = CountersOf(next.Pool);
                 nextCounters.Queued--;
                 telemetry.Dequeued(next.Pool, waited);
-                handedOver = Grant(next.Pool, nextCounters, candidate, waited);
+                handedOver = Grant(next.Pool, nextCounters, candidate, waited, next.Plan);
                 break;
             }
         }
@@ -262,7 +298,7 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
         }
     }
 
-    private StreamLease Grant(string pool, Counters counters, StreamCandidate candidate, TimeSpan waited)
+    private StreamLease Grant(string pool, Counters counters, StreamCandidate candidate, TimeSpan waited, StreamPlan plan)
     {
         if (candidate.Slot is not null)
         {
@@ -271,7 +307,7 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
 
         counters.Open++;
         telemetry.StreamOpened(pool);
-        return new StreamLease(this, pool, candidate.Slot, candidate.Target, waited);
+        return new StreamLease(this, pool, candidate.Slot, candidate.Target, waited, plan.Mode == RouterQueueMode.NonBlocking, plan.HoldAfterEarlyEnd, timeProvider);
     }
 
     private Counters CountersOf(string pool)
@@ -294,11 +330,11 @@ internal sealed class StreamSlots(TimeProvider timeProvider, FleetTelemetry tele
         public long Refusals;
     }
 
-    private sealed class Waiter(string pool, IReadOnlyList<StreamCandidate> candidates, long started)
+    private sealed class Waiter(string pool, StreamPlan plan, long started)
     {
         public string Pool { get; } = pool;
 
-        public IReadOnlyList<StreamCandidate> Candidates { get; } = candidates;
+        public StreamPlan Plan { get; } = plan;
 
         public long Started { get; } = started;
 

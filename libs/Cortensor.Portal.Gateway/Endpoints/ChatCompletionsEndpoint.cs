@@ -50,13 +50,12 @@ internal static class ChatCompletionsEndpoint
         if (body.Stream == true)
         {
             var writer = new ChunkWriter(context.Response, completionId, created, alias, body.StreamOptions?.IncludeUsage == true, context.RequestAborted);
-            // One stream per (router, session) unless the pool's routers isolate streams themselves (may wait, or 503).
-            var (leased, lease) = await inference.LeaseStreamAsync(routed, requestId, context.RequestAborted);
-            using var slot = lease;
+            // One stream per (router, session) unless the pool's routers isolate streams themselves (may wait, or 503):
+            // the slot is taken once admitted, and freed when the stream is disposed.
             await using var stream = await enforcer.CallAdmittedAsync(
-                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, lease, requestId, state, ct), static open => open.DisposeAsync());
+                context, state, principal, routed, timer, ct => inference.OpenStreamAsync(routed, requestId, state, ct), static open => open.DisposeAsync());
             timer.RouterAnswered(); // first chunk
-            await StreamAsync(context, stream, leased, writer, telemetry, timer);
+            await StreamAsync(context, stream, routed, writer, telemetry, timer);
             return;
         }
 

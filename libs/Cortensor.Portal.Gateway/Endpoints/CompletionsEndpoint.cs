@@ -52,13 +52,12 @@ internal static class CompletionsEndpoint
         // that fails those costs no quota.
         if (body.Stream == true)
         {
-            // One stream per (router, session) unless the pool's routers isolate streams themselves (may wait, or 503).
-            var (leased, lease) = await inference.LeaseStreamAsync(routed, requestId, context.RequestAborted);
-            using var slot = lease;
+            // One stream per (router, session) unless the pool's routers isolate streams themselves (may wait, or 503):
+            // the slot is taken once admitted, and freed when the stream is disposed.
             await using var stream = await enforcer.CallAdmittedAsync(
-                context, state, principal, leased, timer, ct => inference.OpenStreamAsync(leased, lease, requestId, state, ct), static open => open.DisposeAsync());
+                context, state, principal, routed, timer, ct => inference.OpenStreamAsync(routed, requestId, state, ct), static open => open.DisposeAsync());
             timer.RouterAnswered(); // first chunk
-            await StreamAsync(context, stream, leased, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
+            await StreamAsync(context, stream, routed, id, created, alias, body.StreamOptions?.IncludeUsage == true, telemetry, timer);
             return;
         }
 

@@ -70,7 +70,7 @@ internal sealed class GatewayRequestState
     public void Routed(string pool, string routerId, int estimatedPromptTokens)
     {
         Pool = pool;
-        RouterId = routerId;
+        RouterId ??= routerId; // a stream's slot (taken in the call, maybe before a speculative decision) may have moved it
         EstimatedPromptTokens = estimatedPromptTokens;
     }
 

@@ -19,8 +19,14 @@ internal sealed record RoutedRequest(CatalogModel Model, RouterTarget Target, IR
 /// A router stream whose first chunk has arrived (or which ended at once). Failures after that point come back
 /// from <see cref="MoveNextAsync"/> as a <see cref="GatewayError"/>: bytes may already be with the client.
 /// </summary>
-internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunks, bool hasChunk, InferenceService inference, RoutedRequest routed, string requestId, GatewayRequestState state) : IAsyncDisposable
+/// <remarks>
+/// It owns the stream's <see cref="StreamLease"/>: disposing frees the slot at once when the router finished the
+/// stream, else after the pool's task timeout (the router's task goes on without us).
+/// </remarks>
+internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunks, bool hasChunk, InferenceService inference, RoutedRequest routed, string requestId, GatewayRequestState state, StreamLease lease) : IAsyncDisposable
 {
+    private bool _routerFinished = !hasChunk;
+
     public bool HasChunk { get; private set; } = hasChunk;
 
     public RouterStreamChunk Current => chunks.Current;
@@ -31,6 +37,7 @@ internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunk
         try
         {
             HasChunk = await chunks.MoveNextAsync();
+            _routerFinished = !HasChunk;
             return null;
         }
         catch (RouterException ex)
@@ -42,17 +49,31 @@ internal sealed class OpenRouterStream(IAsyncEnumerator<RouterStreamChunk> chunk
 
     private bool _disposed;
 
-    /// <summary>Ends the router call (disposing the router stream aborts it); safe to call more than once.</summary>
-    public ValueTask DisposeAsync()
+    /// <summary>Ends the router call (disposing the router stream aborts it) and its slot; safe to call more than once.</summary>
+    public async ValueTask DisposeAsync()
     {
         if (_disposed)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
 
         _disposed = true;
         HasChunk = false;
-        return chunks.DisposeAsync();
+        try
+        {
+            await chunks.DisposeAsync();
+        }
+        finally
+        {
+            if (_routerFinished)
+            {
+                lease.Dispose();
+            }
+            else
+            {
+                lease.ReleaseAfterEarlyEnd();
+            }
+        }
     }
 }
 
@@ -213,22 +234,27 @@ internal sealed partial class InferenceService
     }
 
     /// <summary>
-    /// Starts a stream and waits for its first chunk (the router client passes on nothing before the first text or
-    /// finish reason). Nothing has been written to the client yet, so a failure up to here is still a plain JSON
-    /// error with the right status, and may move to another member as <see cref="CompleteAsync"/> does, unless
-    /// <paramref name="lease"/> holds its (router, session) exclusively: the other member's session may carry another
-    /// customer's stream, so such a stream answers the error instead.
+    /// Takes the stream's slot (<see cref="LeaseStreamAsync"/>), starts the stream and waits for its first chunk (the
+    /// router client passes on nothing before the first text or finish reason). Nothing has been written to the client
+    /// yet, so a failure up to here is still a plain JSON error with the right status, and may move to another member
+    /// as <see cref="CompleteAsync"/> does, but only in a non-blocking pool: in a blocking one another member's session
+    /// may carry another customer's stream, so the stream answers the error instead.
     /// </summary>
-    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, StreamLease lease, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
+    public async Task<OpenRouterStream> OpenStreamAsync(RoutedRequest routed, string requestId, GatewayRequestState state, CancellationToken cancellationToken)
     {
-        var maxFailovers = lease.IsExclusive ? 0 : MaxFailovers;
+        // The slot is taken here, inside the admitted call: a request refused for its limits or entitlements never
+        // waits in (or fills) a pool's stream queue.
+        var (leased, lease) = await LeaseStreamAsync(routed, requestId, cancellationToken);
+        routed = leased;
+        state.RouterId = routed.Target.RouterId;
+        var maxFailovers = lease.MayMoveToAnotherMember ? MaxFailovers : 0;
         for (var failovers = 0; ; failovers++)
         {
             var chunks = routed.Client.StreamAsync(routed.Target, routed.Request, cancellationToken).GetAsyncEnumerator(cancellationToken);
             try
             {
                 var hasChunk = await chunks.MoveNextAsync();
-                return new OpenRouterStream(chunks, hasChunk, this, routed, requestId, state);
+                return new OpenRouterStream(chunks, hasChunk, this, routed, requestId, state, lease);
             }
             catch (RouterException ex)
             {
@@ -236,14 +262,32 @@ internal sealed partial class InferenceService
                 Observe(ex, routed.Target);
                 if (failovers >= maxFailovers || !TryFailOver(ex, ref routed, requestId, state))
                 {
+                    ReleaseAfterFailure(lease, ex);
                     throw new GatewayException(Map(ex, routed.Target, requestId, state));
                 }
             }
             catch
             {
                 await chunks.DisposeAsync();
+                lease.ReleaseAfterEarlyEnd(); // the client left, or the call was refused after it started
                 throw;
             }
+        }
+    }
+
+    /// <summary>
+    /// A router that answered nothing, does not know the session or refused our key runs no task for this stream:
+    /// its slot is free at once. After any other failure (a timeout, a broken answer) the task may still be running.
+    /// </summary>
+    private static void ReleaseAfterFailure(StreamLease lease, RouterException exception)
+    {
+        if (exception.Kind is RouterFailureKind.EmptyAnswer or RouterFailureKind.NotFound or RouterFailureKind.Unauthorized)
+        {
+            lease.Dispose();
+        }
+        else
+        {
+            lease.ReleaseAfterEarlyEnd();
         }
     }
 
