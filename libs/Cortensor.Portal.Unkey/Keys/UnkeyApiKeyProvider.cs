@@ -508,7 +508,13 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
         var code = data.Code ?? "";
         var now = _time.GetUtcNow();
         var limits = ToRateLimits(data.Ratelimits, now);
-        if (!string.IsNullOrEmpty(data.KeyId) && !IsMarkedForThisApi(data.Meta))
+        // Unkey sends the key's meta with every code once it found the key, but leaves it out when the key has none
+        // or it cannot be parsed: only a VALID answer must carry the marker; a refusal is checked when meta is there,
+        // so an own key keeps its 429/403 rather than becoming 401.
+        var isValid = data.Valid && code == "VALID";
+        if (!string.IsNullOrEmpty(data.KeyId)
+            && (isValid || data.Meta is { ValueKind: JsonValueKind.Object })
+            && !IsMarkedForThisApi(data.Meta))
         {
             // A key of another API in the workspace (a root key with verify_key on more than ApiId): unknown here.
             _memory.TryRemove(memoryKey, out _);
@@ -517,7 +523,7 @@ public sealed partial class UnkeyApiKeyProvider : IApiKeyProvider, IDisposable
             return Refused(ApiKeyVerificationStatus.NotFound, "NOT_FOUND", requestId, []);
         }
 
-        if (data.Valid && code == "VALID")
+        if (isValid)
         {
             if (string.IsNullOrEmpty(data.KeyId) || data.Identity?.ExternalId is not { Length: > 0 } orgId)
             {
