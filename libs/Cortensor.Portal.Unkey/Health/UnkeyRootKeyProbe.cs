@@ -17,13 +17,19 @@ public enum UnkeyProbeStatus
     /// <summary>Unkey answered, and the root key or the API id is wrong: keys cannot be verified or managed.</summary>
     Misconfigured,
 
+    /// <summary>
+    /// Unkey answered, and the root key lacks <c>read_api</c> or <c>read_key</c>: listing, revoking and updating keys
+    /// fail, but verification (<c>verify_key</c>, which cannot be probed) may still work.
+    /// </summary>
+    LacksReadPermission,
+
     /// <summary>Unkey could not be asked (timeout, network, 5xx, 429, open circuit): nothing is known about the key.</summary>
     Unreachable,
 }
 
 /// <summary>The probe's verdict, with a message that names the missing permission or setting (never the root key).</summary>
-/// <param name="Status">Ready, misconfigured or unreachable.</param>
-/// <param name="Description">What was found, for the readiness answer and the log.</param>
+/// <param name="Status">Ready, misconfigured, lacking a read permission, or unreachable.</param>
+/// <param name="Description">What was found, in detail (API id, permission, Unkey's error and request id), for the log.</param>
 public sealed record UnkeyProbeResult(UnkeyProbeStatus Status, string Description);
 
 /// <summary>
@@ -31,7 +37,9 @@ public sealed record UnkeyProbeResult(UnkeyProbeStatus Status, string Descriptio
 /// wrong or mis-scoped root key: <c>apis.getApi</c> (401 unknown root key; 403 without <c>read_api</c>, checked before
 /// the lookup; 404 for no such API in the root key's workspace — v2_apis_get_api/handler.go), then
 /// <c>apis.listKeys</c> with <c>limit: 1</c> (a disguised 404 without <c>read_key</c> — v2_apis_list_keys/handler.go).
-/// Both are permissions the provider needs anyway (listing keys needs both). The verdict is reused for
+/// Both are permissions the provider needs anyway (listing keys needs both); a missing one is
+/// <see cref="UnkeyProbeStatus.LacksReadPermission"/>, not <see cref="UnkeyProbeStatus.Misconfigured"/>, since
+/// verification does not need it. The verdict is reused for
 /// <see cref="UnkeyOptions.ProbeInterval"/>.
 /// </summary>
 /// <remarks>
@@ -90,6 +98,9 @@ public sealed partial class UnkeyRootKeyProbe
                 case UnkeyProbeStatus.Misconfigured:
                     Log.Misconfigured(_logger, result.Description);
                     break;
+                case UnkeyProbeStatus.LacksReadPermission:
+                    Log.LacksReadPermission(_logger, result.Description);
+                    break;
                 case UnkeyProbeStatus.Unreachable:
                     Log.Unreachable(_logger, result.Description);
                     break;
@@ -115,12 +126,14 @@ public sealed partial class UnkeyRootKeyProbe
         }
         catch (UnkeyApiException ex) when (!ex.IsServerError && ex.StatusCode != HttpStatusCode.TooManyRequests)
         {
-            return Misconfigured(ex, ex.StatusCode switch
+            if (ex.StatusCode == HttpStatusCode.Forbidden && ex.ErrorCode == "authorization/insufficient_permissions")
             {
-                HttpStatusCode.NotFound => $"API {apiId} does not exist in the root key's workspace: check Cortensor:Unkey:ApiId",
-                HttpStatusCode.Forbidden when ex.ErrorCode == "authorization/insufficient_permissions" => $"the root key lacks api.{apiId}.read_api",
-                _ => Common(ex),
-            });
+                return Verdict(UnkeyProbeStatus.LacksReadPermission, ex, $"the root key lacks api.{apiId}.read_api");
+            }
+
+            return Verdict(UnkeyProbeStatus.Misconfigured, ex, ex.StatusCode == HttpStatusCode.NotFound
+                ? $"API {apiId} does not exist in the root key's workspace: check Cortensor:Unkey:ApiId"
+                : Common(ex));
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsUnreachable(ex))
         {
@@ -134,7 +147,9 @@ public sealed partial class UnkeyRootKeyProbe
         catch (UnkeyApiException ex) when (!ex.IsServerError && ex.StatusCode != HttpStatusCode.TooManyRequests)
         {
             // getApi found the API, so listKeys' 404 is the disguise of a missing read_key.
-            return Misconfigured(ex, ex.StatusCode == HttpStatusCode.NotFound ? $"the root key lacks api.{apiId}.read_key" : Common(ex));
+            return ex.StatusCode == HttpStatusCode.NotFound
+                ? Verdict(UnkeyProbeStatus.LacksReadPermission, ex, $"the root key lacks api.{apiId}.read_key")
+                : Verdict(UnkeyProbeStatus.Misconfigured, ex, Common(ex));
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested && IsUnreachable(ex))
         {
@@ -154,8 +169,8 @@ public sealed partial class UnkeyRootKeyProbe
         _ => $"Unkey answered {(int)ex.StatusCode} ({ex.ErrorCode})",
     };
 
-    private static UnkeyProbeResult Misconfigured(UnkeyApiException ex, string what)
-        => new(UnkeyProbeStatus.Misconfigured, $"{what} (Unkey: {ex.Detail ?? ex.Title ?? "no detail"}; request {ex.RequestId ?? "unknown"})");
+    private static UnkeyProbeResult Verdict(UnkeyProbeStatus status, UnkeyApiException ex, string what)
+        => new(status, $"{what} (Unkey: {ex.Detail ?? ex.Title ?? "no detail"}; request {ex.RequestId ?? "unknown"})");
 
     private static UnkeyProbeResult Unreachable(Exception ex)
         => new(UnkeyProbeStatus.Unreachable, ex is UnkeyApiException api
@@ -175,5 +190,9 @@ public sealed partial class UnkeyRootKeyProbe
         [LoggerMessage(EventId = 8331, EventName = "UnkeyRootKeyUnchecked", Level = LogLevel.Warning,
             Message = "Unkey root key check could not run: {Description}")]
         public static partial void Unreachable(ILogger logger, string description);
+
+        [LoggerMessage(EventId = 8332, EventName = "UnkeyRootKeyLacksReadPermission", Level = LogLevel.Error,
+            Message = "Unkey root key check failed: {Description}. Listing, revoking and updating keys fail until this is fixed; verification may still work")]
+        public static partial void LacksReadPermission(ILogger logger, string description);
     }
 }

@@ -4,7 +4,7 @@ namespace Cortensor.Portal.Unkey.Health;
 
 /// <summary>
 /// Runs <see cref="UnkeyRootKeyProbe"/> once when the host starts, in the background, so a wrong or mis-scoped root key
-/// is logged (event 8330, naming the missing permission) before the first customer request; start-up does not wait
+/// is logged (event 8330, or 8332 naming a missing read permission) before the first customer request; start-up does not wait
 /// for Unkey, which may be briefly unreachable.
 /// </summary>
 internal sealed class UnkeyStartupProbe(UnkeyRootKeyProbe probe) : IHostedService, IDisposable

@@ -68,48 +68,81 @@ public sealed class UnkeyHealthCheckTests : IDisposable
         Assert.Contains("cortensor.unkey.not_found", entry.Description, StringComparison.Ordinal); // says what it cannot check
     }
 
+    // The detail (setting, permission, Unkey's request id) goes to the log; the description, which the gateway shows
+    // to anonymous callers, stays generic.
+    private string Logged(int eventId) => Assert.Single(_logs.Entries, e => e.EventId.Id == eventId).Text;
+
+    private static void AssertGeneric(string? description)
+    {
+        Assert.NotNull(description);
+        Assert.DoesNotContain(UnkeyStub.ApiId, description, StringComparison.Ordinal);
+        Assert.DoesNotContain("req_", description, StringComparison.Ordinal);
+        Assert.DoesNotContain("read_", description, StringComparison.Ordinal);
+        Assert.DoesNotContain("Cortensor:", description, StringComparison.Ordinal);
+    }
+
     [Fact]
-    public async Task UnknownRootKey_IsUnhealthy_NamingTheSetting_NotTheKey()
+    public async Task UnknownRootKey_IsUnhealthy_LoggingTheSetting_NotTheKey()
     {
         var entry = await CheckAsync(rootKey: "unkey_notARootKey123");
 
         Assert.Equal(HealthStatus.Unhealthy, entry.Status);
-        Assert.Contains("Cortensor:Unkey:RootKey", entry.Description, StringComparison.Ordinal);
-        Assert.DoesNotContain("unkey_notARootKey123", entry.Description, StringComparison.Ordinal);
+        AssertGeneric(entry.Description);
+        Assert.Contains("Cortensor:Unkey:RootKey", Logged(8330), StringComparison.Ordinal);
+        Assert.DoesNotContain("unkey_notARootKey123", _logs.AllText + entry.Description, StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task RootKeyScopedToAnotherApi_IsUnhealthy_NamingTheMissingPermission()
+    public async Task RootKeyScopedToAnotherApi_IsDegraded_LoggingTheMissingPermission()
     {
+        // Unkey answers a missing read_api alike whether the key can verify ApiId's keys or not: not a reason to take
+        // every replica out of rotation (a key without verify_key shows as NOT_FOUND on traffic).
         _stub.AddApi("api_other");
         _stub.SetRootKey("unkey_otherApiOnly", ["api.api_other.verify_key", "api.api_other.read_key", "api.api_other.read_api"]);
 
         var entry = await CheckAsync(rootKey: "unkey_otherApiOnly");
 
-        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
-        Assert.StartsWith($"the root key lacks api.{UnkeyStub.ApiId}.read_api", entry.Description, StringComparison.Ordinal);
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        AssertGeneric(entry.Description);
+        Assert.Contains($"the root key lacks api.{UnkeyStub.ApiId}.read_api", Logged(8332), StringComparison.Ordinal);
+        Assert.DoesNotContain(_logs.Entries, e => e.EventId.Id == 8330);
     }
 
     [Fact]
-    public async Task RootKeyWithoutReadKey_IsUnhealthy_NamingIt_ThoughUnkeyAnswers404()
+    public async Task RootKeyWithoutReadApi_ButVerifyKey_IsDegraded()
+    {
+        _stub.SetRootKeyPermissions([.. UnkeyStub.PortalPermissions.Where(p => !p.EndsWith(".read_api", StringComparison.Ordinal))]);
+
+        var entry = await CheckAsync();
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal(UnkeyHealthCheck.LacksReadPermissionReason, entry.Description);
+        Assert.Contains($"the root key lacks api.{UnkeyStub.ApiId}.read_api", Logged(8332), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RootKeyWithoutReadKey_IsDegraded_LoggingIt_ThoughUnkeyAnswers404()
     {
         _stub.SetRootKeyPermissions([.. UnkeyStub.PortalPermissions.Where(p => !p.EndsWith(".read_key", StringComparison.Ordinal))]);
 
         var entry = await CheckAsync();
 
-        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
-        Assert.StartsWith($"the root key lacks api.{UnkeyStub.ApiId}.read_key", entry.Description, StringComparison.Ordinal);
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal(UnkeyHealthCheck.LacksReadPermissionReason, entry.Description);
+        Assert.Contains($"the root key lacks api.{UnkeyStub.ApiId}.read_key", Logged(8332), StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task ApiIdOfNoApi_IsUnhealthy_NamingTheSetting()
+    public async Task ApiIdOfNoApi_IsUnhealthy_LoggingTheSetting()
     {
         _stub.SetRootKey("unkey_wide", ["api.*.read_api", "api.*.read_key"]);
 
         var entry = await CheckAsync(rootKey: "unkey_wide", apiId: "api_missing1");
 
         Assert.Equal(HealthStatus.Unhealthy, entry.Status);
-        Assert.Contains("Cortensor:Unkey:ApiId", entry.Description, StringComparison.Ordinal);
+        Assert.Equal(UnkeyHealthCheck.MisconfiguredReason, entry.Description);
+        Assert.Contains("Cortensor:Unkey:ApiId", Logged(8330), StringComparison.Ordinal);
+        Assert.DoesNotContain("api_missing1", entry.Description, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -120,6 +153,7 @@ public sealed class UnkeyHealthCheckTests : IDisposable
         var entry = await CheckAsync();
 
         Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Equal(UnkeyHealthCheck.UnreachableReason, entry.Description);
     }
 
     [Fact]
