@@ -7,6 +7,7 @@ using Cortensor.Portal.Fleet.Prompts;
 using Cortensor.Portal.Fleet.Simulator;
 using Cortensor.Portal.Gateway.Tests.Support;
 using Cortensor.Portal.Keys;
+using Cortensor.Portal.Metering.RateLimiting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
@@ -43,7 +44,7 @@ public sealed class StreamIsolationTests : IAsyncLifetime
         await _router.DisposeAsync();
     }
 
-    private async Task StartGatewayAsync(RouterQueueMode mode, int queueLength = 32, int waitSeconds = 20)
+    private async Task StartGatewayAsync(RouterQueueMode mode, int queueLength = 32, int waitSeconds = 20, int taskTimeoutSeconds = 120, int? keyConcurrency = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseTestServer();
@@ -57,10 +58,16 @@ public sealed class StreamIsolationTests : IAsyncLifetime
                 RouterQueues = mode,
                 StreamQueueLength = queueLength,
                 StreamQueueWaitSeconds = waitSeconds,
+                TaskTimeoutSeconds = taskTimeoutSeconds,
                 Members = [new PoolMemberOptions { Router = "r1", SessionId = 5 }],
             };
             fleet.Models["m1"] = new ModelOptions { Pool = "p1" };
         });
+        if (keyConcurrency is { } cap)
+        {
+            builder.Services.Configure<RateLimitingOptions>(o => o.Defaults.Key.ConcurrentRequests = cap);
+        }
+
         _app = builder.Build();
         _app.MapCortensorGateway();
         await _app.StartAsync();
@@ -71,9 +78,9 @@ public sealed class StreamIsolationTests : IAsyncLifetime
     private async Task<string> KeyAsync(string org) =>
         (await _app!.Services.GetRequiredService<IApiKeyProvider>().IssueAsync(new IssueApiKeyRequest { OrgId = org })).Secret;
 
-    private async Task<HttpResponseMessage> SendStreamAsync(string key, string prompt)
+    private async Task<HttpResponseMessage> SendStreamAsync(string key, string prompt, string extra = "")
     {
-        var body = $$"""{"model":"m1","stream":true,"messages":[{"role":"user","content":"{{prompt}}"}]}""";
+        var body = $$"""{"model":"m1","stream":true,"messages":[{"role":"user","content":"{{prompt}}"}]{{extra}}}""";
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
@@ -230,6 +237,59 @@ public sealed class StreamIsolationTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
         Assert.Contains("bravo3", await plain.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Exclusive_StreamCutShortByAStop_SessionStaysTakenForTheTaskTimeout_ThenIsFree()
+    {
+        // The gateway ends its call at the stop string; the router's task goes on, and on a blocking-queue router its
+        // remaining tokens could reach the next stream on that session: the slot is held for the task timeout.
+        await StartGatewayAsync(RouterQueueMode.Blocking, queueLength: 0, taskTimeoutSeconds: 2);
+        var key = await KeyAsync("org_alpha");
+        using (var cut = await SendStreamAsync(key, AlphaPrompt, extra: ""","stop":["alpha2"]"""))
+        {
+            Assert.Equal(HttpStatusCode.OK, cut.StatusCode);
+            Assert.DoesNotContain("alpha2", await cut.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using (var during = await SendStreamAsync(key, BravoPrompt))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
+            Assert.Equal("model_busy", (await during.ReadErrorAsync()).Code);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        var after = await StreamAsync(key, BravoPrompt);
+        Assert.True(IsCleanAnswerTo(after, "bravo3", "alpha"), $"{after.Status} {after.Text}");
+    }
+
+    [Fact]
+    public async Task Exclusive_StreamThatFinished_FreesItsSessionAtOnce()
+    {
+        await StartGatewayAsync(RouterQueueMode.Blocking, queueLength: 0, taskTimeoutSeconds: 60);
+        var key = await KeyAsync("org_alpha");
+        var first = await StreamAsync(key, AlphaPrompt);
+        Assert.True(IsCleanAnswerTo(first, "alpha3", "bravo"), $"{first.Status} {first.Text}");
+
+        var second = await StreamAsync(key, BravoPrompt);
+        Assert.True(IsCleanAnswerTo(second, "bravo3", "alpha"), $"{second.Status} {second.Text}");
+    }
+
+    [Fact]
+    public async Task Exclusive_ARequestRefusedForItsLimits_GetsIts429_AndNeverTakesOrWaitsForTheSession()
+    {
+        // One request in flight per key: the key's second stream is refused by its own limit (429), not answered
+        // model_busy for a session it would never have been allowed to use.
+        await StartGatewayAsync(RouterQueueMode.Blocking, queueLength: 0, keyConcurrency: 1);
+        var key = await KeyAsync("org_alpha");
+        using var first = await SendStreamAsync(key, AlphaPrompt);
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+
+        using var second = await SendStreamAsync(key, BravoPrompt);
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
+        Assert.Equal("rate_limit_exceeded", (await second.ReadErrorAsync()).Code);
+        Assert.Contains("alpha3", await first.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     private sealed record StreamResult(HttpStatusCode Status, string Text, bool Done, string? ErrorCode);
