@@ -147,7 +147,7 @@ public sealed class UnkeyKeyProviderGatewayTests(UnkeyKeyProviderPortal portal) 
     {
         var unseen = (await Portal.Keys.IssueAsync(new IssueApiKeyRequest { OrgId = "org_kp" })).Secret;
         Assert.Equal(HttpStatusCode.OK, (await ChatAsync(Portal.DevKey)).StatusCode);
-        Portal.Unkey.Outage = new Unkey.Tests.Stubs.StubFault(503);
+        Portal.Unkey.Outage = new Testing.Unkey.StubFault(503);
         try
         {
             var served = await ChatAsync(Portal.DevKey);
@@ -171,6 +171,6 @@ public sealed class UnkeyKeyProviderGatewayTests(UnkeyKeyProviderPortal portal) 
     {
         await ChatAsync(Portal.DevKey);
 
-        Assert.DoesNotContain(Portal.Logs.Lines, l => l.Contains(Unkey.Tests.Stubs.UnkeyStub.RootKey, StringComparison.Ordinal));
+        Assert.DoesNotContain(Portal.Logs.Lines, l => l.Contains(Testing.Unkey.UnkeyStub.RootKey, StringComparison.Ordinal));
     }
 }

@@ -2,7 +2,7 @@ using Cortensor.Portal.Gateway.Hosting;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Testing.Redis;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,6 @@
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Tests.Contract;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.Extensions.Time.Testing;
 

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Cortensor.Portal.Metering.RateLimiting;
 using Cortensor.Portal.Unkey.Configuration;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.TestHost;

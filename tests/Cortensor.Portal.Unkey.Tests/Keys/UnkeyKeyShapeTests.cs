@@ -1,7 +1,7 @@
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Format;
 using Cortensor.Portal.Unkey.Keys;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 
 namespace Cortensor.Portal.Unkey.Tests.Keys;
 

@@ -1,7 +1,7 @@
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Keys.Changes;
 using Cortensor.Portal.Unkey.Telemetry;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;

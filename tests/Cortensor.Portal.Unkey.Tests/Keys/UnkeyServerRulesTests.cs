@@ -4,7 +4,7 @@ using Cortensor.Portal.Unkey.Client;
 using Cortensor.Portal.Unkey.Configuration;
 using Cortensor.Portal.Unkey.Keys;
 using Cortensor.Portal.Unkey.Telemetry;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;

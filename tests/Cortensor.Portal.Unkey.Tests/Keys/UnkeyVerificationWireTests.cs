@@ -2,7 +2,7 @@ using System.Text.Json;
 using Cortensor.Portal.Keys;
 using Cortensor.Portal.Unkey.Configuration;
 using Cortensor.Portal.Unkey.Telemetry;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;

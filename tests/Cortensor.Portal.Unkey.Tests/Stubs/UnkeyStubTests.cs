@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Cortensor.Portal.Testing.Unkey;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Cortensor.Portal.Unkey.Tests.Stubs;

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Cortensor.Portal.Unkey.Tests.Stubs;
+namespace Cortensor.Portal.Testing.Unkey;
 
 /// <summary>
 /// The part of JSON Schema the Unkey v2 request bodies use (type, required, min/max length and value, pattern,
@@ -9,7 +9,7 @@ namespace Cortensor.Portal.Unkey.Tests.Stubs;
 /// real validator rejects with the same 400 (<c>svc/api/openapi/spec/paths/v2/**/…RequestBody.yaml</c> in
 /// unkeyed/unkey; the server validates every request against the generated spec before any handler runs).
 /// </summary>
-internal static class UnkeySchema
+public static class UnkeySchema
 {
     public const string Identifier = "^[a-zA-Z0-9_]+$";
     public const string ExternalIdPattern = "^[a-zA-Z0-9_.-]+$";

@@ -1,11 +1,11 @@
-namespace Cortensor.Portal.Unkey.Tests.Stubs;
+namespace Cortensor.Portal.Testing.Unkey;
 
 /// <summary>
 /// verifyKey's <c>permissions</c> query as <c>pkg/rbac</c> (lexer.go, parser.go, rbac.go) reads it: permission slugs of
 /// letters, digits and <c>. _ - * : /</c>; <c>AND</c> binds tighter than <c>OR</c> (either in any case); parentheses
 /// group; a leaf matches a granted permission exactly.
 /// </summary>
-internal abstract class PermissionQuery
+public abstract class PermissionQuery
 {
     public abstract bool IsSatisfiedBy(IReadOnlyCollection<string> granted);
 

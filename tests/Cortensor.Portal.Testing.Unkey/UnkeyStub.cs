@@ -11,9 +11,9 @@ using WireMock.Server;
 using WireMock.Settings;
 using WireMock.Types;
 using WireMock.Util;
-using static Cortensor.Portal.Unkey.Tests.Stubs.UnkeySchema;
+using static Cortensor.Portal.Testing.Unkey.UnkeySchema;
 
-namespace Cortensor.Portal.Unkey.Tests.Stubs;
+namespace Cortensor.Portal.Testing.Unkey;
 
 /// <summary>
 /// A stateful WireMock stand-in for the Unkey v2 API, faithful to Unkey's server (unkeyed/unkey at fc99b6b925; the
@@ -39,7 +39,7 @@ namespace Cortensor.Portal.Unkey.Tests.Stubs;
 /// Keys are <c>prefix_base58</c> stored only as their SHA-256. Expiry and rate limit windows read the given clock.
 /// Faults (status, body, delay, or a delay after the request was handled) can be queued or made permanent.
 /// </summary>
-internal sealed class UnkeyStub : IDisposable
+public sealed class UnkeyStub : IDisposable
 {
     public const string RootKey = "unkey_3ZfStubRootKeyNeverLogged9x";
     public const string ApiId = "api_stub1234";
@@ -47,11 +47,7 @@ internal sealed class UnkeyStub : IDisposable
     public const string Base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
     /// <summary>What the Portal's root key needs on <see cref="ApiId"/> (plus standalone rate limits).</summary>
-    public static readonly string[] PortalPermissions =
-    [
-        $"api.{ApiId}.verify_key", $"api.{ApiId}.create_key", $"api.{ApiId}.read_key", $"api.{ApiId}.update_key",
-        $"api.{ApiId}.delete_key", $"api.{ApiId}.read_api", "ratelimit.*.limit",
-    ];
+    public static readonly string[] PortalPermissions = PortalPermissionsFor(ApiId);
 
     private const long MaxExpires = 4_102_444_800_000; // spec: "January 1, 2100 - reasonable future limit"
     private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
@@ -116,7 +112,7 @@ internal sealed class UnkeyStub : IDisposable
 
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, string> _apis = new(StringComparer.Ordinal) { [ApiId] = WorkspaceId };
+    private readonly Dictionary<string, string> _apis = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (string Workspace, HashSet<string> Permissions)> _rootKeys = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<string>> _roles = new(StringComparer.Ordinal);
     private readonly Dictionary<string, StubIdentity> _identities = new(StringComparer.Ordinal);
@@ -125,14 +121,36 @@ internal sealed class UnkeyStub : IDisposable
     private readonly Dictionary<string, long> _windowCounts = new(StringComparer.Ordinal);
     private readonly Queue<StubFault> _faults = new();
     private readonly List<JsonObject> _verifyBodies = [];
+    private readonly TimeSpan _verifyLatency;
+    private readonly bool _keepRequests;
     private long _sequence;
     private int _handled;
 
-    public UnkeyStub(TimeProvider? time = null)
+    /// <summary>Starts the stub with one workspace, one API and one root key holding <see cref="PortalPermissionsFor"/> it.</summary>
+    /// <param name="time">Clock for expiry and rate limit windows (system clock when null).</param>
+    /// <param name="rootKey">The Portal's root key.</param>
+    /// <param name="apiId">The API (keyspace) that exists from the start.</param>
+    /// <param name="url">Where to listen; the default picks a free port on 127.0.0.1.</param>
+    /// <param name="verifyLatency">Added before every <c>keys.verifyKey</c> answer (real time), standing in for the
+    /// network and service time of a hosted Unkey; zero for tests.</param>
+    /// <param name="keepRequests">Keep every request (WireMock's log, <see cref="VerifyBodies"/>) for tests to
+    /// inspect; a long-running load (the benchmark suite) turns this off so memory stays flat.</param>
+    public UnkeyStub(
+        TimeProvider? time = null,
+        string rootKey = RootKey,
+        string apiId = ApiId,
+        string url = "http://127.0.0.1:0",
+        TimeSpan verifyLatency = default,
+        bool keepRequests = true)
     {
         _time = time ?? TimeProvider.System;
-        _rootKeys[RootKey] = (WorkspaceId, [.. PortalPermissions]);
-        Server = WireMockServer.Start(new WireMockServerSettings { Urls = ["http://127.0.0.1:0"] });
+        _verifyLatency = verifyLatency;
+        _keepRequests = keepRequests;
+        PortalRootKey = rootKey;
+        PortalApiId = apiId;
+        _apis[apiId] = WorkspaceId;
+        _rootKeys[rootKey] = (WorkspaceId, [.. PortalPermissionsFor(apiId)]);
+        Server = WireMockServer.Start(new WireMockServerSettings { Urls = [url], MaxRequestLogCount = keepRequests ? null : 0 });
         Server.Given(Request.Create().WithPath("/v2/*").UsingAnyMethod())
             .RespondWith(Response.Create().WithCallback(HandleAsync));
     }
@@ -140,6 +158,12 @@ internal sealed class UnkeyStub : IDisposable
     public WireMockServer Server { get; }
 
     public Uri Url => new(Server.Url!);
+
+    /// <summary>The root key the stub was started with (<see cref="RootKey"/> unless given).</summary>
+    public string PortalRootKey { get; }
+
+    /// <summary>The API the stub was started with (<see cref="ApiId"/> unless given).</summary>
+    public string PortalApiId { get; }
 
     /// <summary>Requests that reached the stub (faulted ones included).</summary>
     public int Requests => Volatile.Read(ref _handled);
@@ -188,8 +212,15 @@ internal sealed class UnkeyStub : IDisposable
         }
     }
 
-    /// <summary>Changes what <see cref="RootKey"/> may do (an operator editing it in the dashboard).</summary>
-    public void SetRootKeyPermissions(params string[] permissions) => SetRootKey(RootKey, permissions);
+    /// <summary>What the Portal's root key needs on <paramref name="apiId"/> (plus standalone rate limits).</summary>
+    public static string[] PortalPermissionsFor(string apiId) =>
+    [
+        $"api.{apiId}.verify_key", $"api.{apiId}.create_key", $"api.{apiId}.read_key", $"api.{apiId}.update_key",
+        $"api.{apiId}.delete_key", $"api.{apiId}.read_api", "ratelimit.*.limit",
+    ];
+
+    /// <summary>Changes what <see cref="PortalRootKey"/> may do (an operator editing it in the dashboard).</summary>
+    public void SetRootKeyPermissions(params string[] permissions) => SetRootKey(PortalRootKey, permissions);
 
     /// <summary>Defines a role (as the dashboard does) that keys can be given.</summary>
     public void DefineRole(string name, params string[] permissions)
@@ -222,9 +253,10 @@ internal sealed class UnkeyStub : IDisposable
         IReadOnlyList<(string Name, long Limit, long DurationMs, bool AutoApply)>? ratelimits = null,
         IReadOnlyList<string>? permissions = null,
         string? forcedCode = null,
-        string apiId = ApiId,
+        string? apiId = null,
         IReadOnlyList<string>? roles = null)
     {
+        apiId ??= PortalApiId;
         var key = prefix + "_" + RandomBase58(32);
         lock (_gate)
         {
@@ -307,6 +339,11 @@ internal sealed class UnkeyStub : IDisposable
     private async Task<IResponseMessage> HandleAsync(IRequestMessage request)
     {
         Interlocked.Increment(ref _handled);
+        if (_verifyLatency > TimeSpan.Zero && request.Path == "/v2/keys.verifyKey")
+        {
+            await Task.Delay(_verifyLatency);
+        }
+
         StubFault? fault;
         lock (_gate)
         {
@@ -404,7 +441,7 @@ internal sealed class UnkeyStub : IDisposable
                 return Error(request, 404, "Not Found", "No such route.", "unkey/application/not_found");
             }
 
-            if (request.Path == "/v2/keys.verifyKey")
+            if (_keepRequests && request.Path == "/v2/keys.verifyKey")
             {
                 _verifyBodies.Add(body.DeepClone().AsObject());
             }
@@ -1078,4 +1115,4 @@ internal sealed class UnkeyStub : IDisposable
 /// <param name="Delay">Wait this long first (real time).</param>
 /// <param name="Headers">Extra headers, for example <c>Retry-After</c>.</param>
 /// <param name="AfterHandling">Handle the request first (its effects happen), then wait <paramref name="Delay"/> before answering: a lost answer.</param>
-internal sealed record StubFault(int? Status, string? Body = null, string? ContentType = null, TimeSpan Delay = default, IReadOnlyList<(string Name, string Value)>? Headers = null, bool AfterHandling = false);
+public sealed record StubFault(int? Status, string? Body = null, string? ContentType = null, TimeSpan Delay = default, IReadOnlyList<(string Name, string Value)>? Headers = null, bool AfterHandling = false);
