@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Cortensor.Portal.Benchmarks.Enforcement;
 using Cortensor.Portal.Fleet.Simulator;
+using Cortensor.Portal.Testing.Unkey;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -25,8 +26,9 @@ namespace Cortensor.Portal.Benchmarks.Suite;
 /// <c>portal</c> (the gateway, composed like the host; <c>--kind InProcess|Redis|RedisPostgres|Unkey</c>,
 /// <c>--model alias=url[=protocol]</c> repeated, <c>--redis</c>, <c>--pg</c>, <c>--pg-schema</c>, and for
 /// <c>Unkey</c> <c>--unkey url --unkey-root-key k --unkey-api-id id [--unkey-cache-ttl seconds]</c>),
-/// <c>unkey-stub</c> (the Unkey v2 calls the Unkey provider makes, see <see cref="UnkeyStub"/>;
-/// <c>--root-key</c>, <c>--api-id</c>, <c>--latency-ms</c> added to every verifyKey answer, default 8).
+/// <c>unkey-stub</c> (the tests' Unkey v2 stand-in, <see cref="UnkeyStub"/>, with one API and one root key holding the
+/// Portal's permissions on it; <c>--root-key</c>, <c>--api-id</c>, <c>--latency-ms</c> added to every verifyKey answer,
+/// default 8).
 /// Gateways also map <c>GET /_bench/gc</c> (GC heap and process memory, JSON).
 /// </remarks>
 internal static class ServeCommand
@@ -82,11 +84,11 @@ internal static class ServeCommand
             case "unkey-stub":
             {
                 var latency = TimeSpan.FromMilliseconds(double.Parse(options.GetValueOrDefault("--latency-ms")?.FirstOrDefault() ?? "8", CultureInfo.InvariantCulture));
-                var app = Builder().Build();
-                UnkeyStub.Map(app, options["--root-key"][0], options["--api-id"][0], latency);
-                await app.StartAsync();
-                server = app;
-                ready = Address(app);
+
+                // The same stub the Unkey tests check against Unkey's server; no request log, so memory stays flat under load.
+                var stub = new UnkeyStub(rootKey: options["--root-key"][0], apiId: options["--api-id"][0], verifyLatency: latency, keepRequests: false);
+                server = new DisposeOnAsync(stub);
+                ready = stub.Url.ToString().TrimEnd('/') + "/";
                 break;
             }
 
@@ -235,6 +237,16 @@ internal static class ServeCommand
             }
         });
         return app;
+    }
+}
+
+/// <summary>Lets a synchronously disposed server sit where the other roles' async ones do.</summary>
+internal sealed class DisposeOnAsync(IDisposable inner) : IAsyncDisposable
+{
+    public ValueTask DisposeAsync()
+    {
+        inner.Dispose();
+        return ValueTask.CompletedTask;
     }
 }
 
