@@ -335,6 +335,9 @@ internal sealed class GatewayVariant : IAsyncDisposable
             settings[$"Cortensor:Fleet:Routers:{router}:ApiKey"] = setup.UpstreamKey;
             settings[$"Cortensor:Fleet:Routers:{router}:Protocol"] = model.Protocol;
             settings[$"Cortensor:Fleet:Pools:{pool}:PromptFormat"] = "ChatML";
+            // The benchmark's stand-in routers keep concurrent streams apart, and one (router, session) stands for a
+            // whole fleet here: the gateway's overhead is measured, not a pool's stream capacity.
+            settings[$"Cortensor:Fleet:Pools:{pool}:RouterQueues"] = "NonBlocking";
             if (model.Protocol == "OpenAICompatible")
             {
                 settings[$"Cortensor:Fleet:Pools:{pool}:UpstreamModel"] = model.Alias;
