@@ -1,5 +1,5 @@
 using Cortensor.Portal.Keys;
-using Cortensor.Portal.Unkey.Tests.Stubs;
+using Cortensor.Portal.Testing.Unkey;
 using Cortensor.Portal.Unkey.Tests.Support;
 using Microsoft.Extensions.Time.Testing;
 using WireMock.RequestBuilders;
